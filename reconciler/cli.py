@@ -1,0 +1,106 @@
+"""The `reconciler` command: thin commands over the spec, emulator and engine packages.
+
+Imports of the heavier packages happen inside each command so that `reconciler --help` and
+`reconciler validate` start fast and never load what they do not use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from reconciler import __version__
+
+app = typer.Typer(
+    name="reconciler",
+    help="Keep Azure Batch pools and Dask clusters on Azure VMs as a YAML file declares them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"reconciler {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Keep Azure Batch pools and Dask clusters on Azure VMs as a YAML file declares them."""
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="Config files or directories.", show_default=False)],
+) -> None:
+    """Check config files; print one line per problem (FILE:LINE:COL: field: message)."""
+    from reconciler.spec.commands import validate_command
+
+    raise typer.Exit(validate_command(paths))
+
+
+@app.command()
+def schema(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to FILE.")] = None,
+) -> None:
+    """Print the JSON Schema of the config file (for editors through yaml-language-server)."""
+    from reconciler.spec.commands import schema_command
+
+    raise typer.Exit(schema_command(output))
+
+
+@app.command("import-legacy")
+def import_legacy(
+    source: Annotated[Path, typer.Argument(help="A legacy JSON pool-definition file.", show_default=False)],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the YAML to FILE.")] = None,
+    account: Annotated[
+        str, typer.Option(help="Name of the account the imported pools are placed in.")
+    ] = "default",
+) -> None:
+    """Convert a legacy JSON pool-definition file into config YAML (passwords become ${env:...})."""
+    from reconciler.spec.legacy import import_legacy_command
+
+    raise typer.Exit(import_legacy_command(source, output, account))
+
+
+@app.command()
+def emulator(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the HTTP Batch data plane and admin API.")] = 8777,
+    arm_port: Annotated[int, typer.Option(help="Port of the HTTPS face: ARM, identity, Batch.")] = 8778,
+    account: Annotated[
+        list[str] | None,
+        typer.Option("--account", help="Batch account NAME[=KEY]; repeatable. Default: one account 'demo'."),
+    ] = None,
+    time_scale: Annotated[float, typer.Option(help="Simulated time runs N times faster than wall time.")] = 1.0,
+    state_file: Annotated[Path | None, typer.Option(help="Persist state here across restarts.")] = None,
+    connection_file: Annotated[
+        Path | None, typer.Option(help="Write endpoints, keys and credentials here once listening.")
+    ] = None,
+) -> None:
+    """Run the local Azure emulator (Batch data plane, ARM for Batch/Compute/Network, token endpoint)."""
+    from reconciler.emulator.command import emulator_command
+
+    raise typer.Exit(
+        emulator_command(
+            host=host,
+            port=port,
+            arm_port=arm_port,
+            accounts=account or [],
+            time_scale=time_scale,
+            state_file=state_file,
+            connection_file=connection_file,
+        )
+    )
+
+
+def main() -> None:
+    app()
