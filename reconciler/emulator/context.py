@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from reconciler.emulator.clock import SimClock
@@ -54,6 +55,7 @@ class AccountSettings:
 class EmulatorContext:
     clock: SimClock
     accounts: dict[str, AccountSettings]
+    workdir: Path  # private files of this run: CA and service-principal PEMs
     subscription_id: str = DEFAULT_SUBSCRIPTION_ID
     tenant_id: str = DEFAULT_TENANT_ID
     client_id: str = DEFAULT_CLIENT_ID
