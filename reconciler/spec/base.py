@@ -6,7 +6,12 @@ because a validated spec is a value that is hashed, diffed and shared between ta
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import re
+from typing import Any, get_args
+
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
 
 
 class SpecModel(BaseModel):
@@ -22,3 +27,67 @@ class SpecModel(BaseModel):
         populate_by_name=True,
         protected_namespaces=(),
     )
+
+
+class CaseInsensitive:
+    """Marks a `Literal[...]` of API spellings as accepted in any letter case.
+
+    Azure treats these values case-insensitively and old definition files spell them freely
+    (`Spread`, `BatchManaged`); the model stores the API's own spelling so that diffs compare equal.
+    """
+
+    @staticmethod
+    def __get_pydantic_core_schema__(source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        allowed: tuple[str, ...] = get_args(source)
+        by_fold = {value.casefold(): value for value in allowed}
+
+        def normalise(value: object) -> object:
+            if isinstance(value, str) and value.strip().casefold() in by_fold:
+                return by_fold[value.strip().casefold()]
+            raise PydanticCustomError(
+                "enum",
+                "must be one of {allowed} (got {got})",
+                {"allowed": ", ".join(allowed), "got": repr(value)},
+            )
+
+        return core_schema.no_info_before_validator_function(normalise, handler(source))
+
+
+class ArmId:
+    """Marks a `str` as the ARM resource id of `what`, in one of the given forms.
+
+    Templates use `<name>` for one path segment; ARM compares ids case-insensitively, so does this.
+    """
+
+    def __init__(self, what: str, *templates: str) -> None:
+        self.what = what
+        self.shown = " or ".join(templates)
+        alternatives = "|".join(
+            "(?:" + re.sub(r"<[^>]+>", "[^/]+", re.escape(t).replace(r"\<", "<").replace(r"\>", ">")) + ")"
+            for t in templates
+        )
+        self.regex = f"^(?:{alternatives})$"
+        self._pattern = re.compile(alternatives, re.IGNORECASE)
+
+    def check(self, value: str) -> str:
+        if not self._pattern.fullmatch(value):
+            raise PydanticCustomError(
+                "arm_resource_id",
+                "must be an ARM resource id of {what}: {form} (got {got})",
+                {"what": self.what, "form": self.shown, "got": repr(value)},
+            )
+        return value
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {
+            "type": "string",
+            "pattern": self.regex,
+            "description": f"ARM resource id of {self.what}: {self.shown}",
+        }
