@@ -64,11 +64,15 @@ def import_legacy(
     account: Annotated[
         str, typer.Option(help="Name of the account the imported pools are placed in.")
     ] = "default",
+    batch_url: Annotated[
+        str | None,
+        typer.Option(help="URL of that Batch account; without it a placeholder is written for you to edit."),
+    ] = None,
 ) -> None:
     """Convert a legacy JSON pool-definition file into config YAML (passwords become ${env:...})."""
     from reconciler.spec.legacy import import_legacy_command
 
-    raise typer.Exit(import_legacy_command(source, output, account))
+    raise typer.Exit(import_legacy_command(source, output, account, batch_url))
 
 
 @app.command()
