@@ -36,6 +36,7 @@ _AZUREVM_KEYS: Final = (
     "docker_image",
     "vm_image",
     "bootstrap",
+    "auto_shutdown",
     "marketplace_plan",
     "extra_vm_options",
 )
@@ -47,6 +48,7 @@ BUILTIN_DEFAULTS: Final[Mapping[str, Any]] = {
     "docker_image": "daskdev/dask:latest",
     "vm_image": {"publisher": "Canonical", "offer": "UbuntuServer", "sku": "18.04-LTS", "version": "latest"},
     "bootstrap": True,
+    "auto_shutdown": True,
 }
 """dask-cloudprovider's own defaults (its `cloudprovider.yaml`) for the keys above that have one."""
 
@@ -89,7 +91,7 @@ def cluster_defaults(
     ):
         for key in keys:
             value = _lookup(collected, f"{prefix}.{key}")
-            if key == "vm_image" and isinstance(value, Mapping):
+            if key == "vm_image" and isinstance(value, Mapping) and "id" not in value:
                 # dask-cloudprovider lays the configured image over its default one key by key.
                 value = {**BUILTIN_DEFAULTS["vm_image"], **value}
             if value is None or value == {} or value == BUILTIN_DEFAULTS.get(key):

@@ -10,19 +10,7 @@ import pytest
 
 from reconciler.spec.dask_config import BUILTIN_DEFAULTS, cluster_defaults, config_paths
 
-
-def _write(directory: Path, name: str, text: str) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / name
-    path.write_text(text)
-    return path
-
-
-def test_yaml_in_a_config_dir_supplies_azure_and_azurevm_keys(tmp_path: Path) -> None:
-    _write(
-        tmp_path,
-        "cloudprovider.yaml",
-        """
+FULL = """
 cloudprovider:
   azure:
     location: japaneast
@@ -38,10 +26,21 @@ cloudprovider:
       disk_size: 200
       docker_image: ghcr.io/dask/dask:2024.6.0
       bootstrap: false
+      auto_shutdown: false
       marketplace_plan: {name: plan, publisher: pub, product: prod}
-      extra_vm_options: {priority: Spot}
-""",
-    )
+      extra_vm_options: {identity: {type: SystemAssigned}}
+"""
+
+
+def _write(directory: Path, name: str, text: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+def test_yaml_in_a_config_dir_supplies_azure_and_azurevm_keys(tmp_path: Path) -> None:
+    _write(tmp_path, "cloudprovider.yaml", FULL)
     assert cluster_defaults(env={}, paths=[str(tmp_path)]) == {
         "location": "japaneast",
         "resource_group": "rg-dask",
@@ -55,8 +54,22 @@ cloudprovider:
         "disk_size": 200,
         "docker_image": "ghcr.io/dask/dask:2024.6.0",
         "bootstrap": False,
+        "auto_shutdown": False,
         "marketplace_plan": {"name": "plan", "publisher": "pub", "product": "prod"},
-        "extra_vm_options": {"priority": "Spot"},
+        "extra_vm_options": {"identity": {"type": "SystemAssigned"}},
+    }
+
+
+def test_every_key_found_is_a_cluster_key(tmp_path: Path) -> None:
+    from reconciler.spec.cluster import Cluster
+
+    _write(tmp_path, "full.yaml", FULL)
+    found = cluster_defaults(env={}, paths=[str(tmp_path)])
+    cluster = Cluster.model_validate(found)
+    assert {key: getattr(cluster, key) for key in ("vnet", "disk_size", "auto_shutdown")} == {
+        "vnet": "vnet-dask",
+        "disk_size": 200,
+        "auto_shutdown": False,
     }
 
 
@@ -102,6 +115,7 @@ cloudprovider:
       docker_image: daskdev/dask:latest
       vm_image: {publisher: Canonical, offer: UbuntuServer, sku: 18.04-LTS, version: latest}
       bootstrap: true
+      auto_shutdown: true
       marketplace_plan: null
       extra_vm_options: {}
 """,
@@ -114,6 +128,12 @@ def test_partial_vm_image_is_laid_over_the_builtin_image(tmp_path: Path) -> None
     assert cluster_defaults(env={}, paths=[str(tmp_path)]) == {
         "vm_image": {**BUILTIN_DEFAULTS["vm_image"], "sku": "22_04-lts", "offer": "x"}
     }
+
+
+def test_an_image_id_is_not_mixed_with_the_builtin_marketplace_image(tmp_path: Path) -> None:
+    image = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/images/dask"
+    _write(tmp_path, "a.yaml", f"cloudprovider: {{azure: {{azurevm: {{vm_image: {{id: '{image}'}}}}}}}}")
+    assert cluster_defaults(env={}, paths=[str(tmp_path)]) == {"vm_image": {"id": image}}
 
 
 def test_options_dask_cloudprovider_never_reads_from_config_are_ignored(tmp_path: Path) -> None:
