@@ -36,7 +36,6 @@ IRREGULAR: Final[Mapping[str, str]] = {
     "dynamicVNetAssignmentScope": "dynamic_vnet_assignment_scope",
     "dynamicCNetAssignmentScope": "dynamic_vnet_assignment_scope",
     "ipAddressIds": "ip_address_ids",
-    "vTpmEnabled": "vtpm_enabled",
     "userName": "username",
 }
 """camelCase names the generic rule gets wrong, or that legacy files misspell."""
@@ -44,8 +43,14 @@ IRREGULAR: Final[Mapping[str, str]] = {
 SECRET_KEYS: Final = frozenset({"password", "account_key", "sas_key"})
 """Keys whose plaintext value must never reach the YAML, stdout or stderr."""
 
-USER_DATA_KEYS: Final = frozenset({"resource_tags", "metadata", "settings", "protected_settings"})
+SECRET_URL_KEYS: Final = frozenset({"http_url", "storage_container_url"})
+"""URLs that are secrets when they carry a SAS signature (`sig=`)."""
+
+USER_DATA_KEYS: Final = frozenset({"resource_tags", "metadata", "settings"})
 """Keys whose nested keys are the user's own names (tags, extension settings), kept as written."""
+
+SECRET_MAPS: Final = frozenset({"protected_settings"})
+"""Keys whose nested keys are the user's own names and whose every value is a secret."""
 
 MINUTE_INTERVALS: Final = frozenset({"auto_scale_evaluation_interval", "resize_timeout"})
 """Durations legacy files sometimes give as a bare number, meaning minutes as the script's constants do."""
@@ -122,6 +127,8 @@ class _Converter:
         self.notes: list[str] = []
 
     def value(self, value: Any, key: str, owner: str, where: str) -> Any:
+        if isinstance(value, Mapping) and key in SECRET_MAPS:
+            return self._secret_map(value, owner, where)
         if isinstance(value, Mapping):
             return _plain_map(value) if key in USER_DATA_KEYS else self.mapping(value, owner, where)
         if isinstance(value, list):
@@ -142,7 +149,7 @@ class _Converter:
         secrets: list[tuple[str, str]] = []
         for k, v in value.items():
             name = snake(str(k))
-            if name in SECRET_KEYS and isinstance(v, str) and v and not v.startswith("${"):
+            if _is_secret(name, v):
                 secrets.append((name, v))
                 out[name] = None
             else:
@@ -150,6 +157,16 @@ class _Converter:
         for name, secret in secrets:
             bases, what = self._secret_names(out, name, owner, where)
             out[name] = self.secrets.reference(bases, secret, what, owner)
+        return out
+
+    def _secret_map(self, value: Mapping[str, Any], owner: str, where: str) -> CommentedMap:
+        out = CommentedMap()
+        for k, v in value.items():
+            if isinstance(v, str) and v and not v.startswith("${"):
+                bases = [env_name(owner, str(k))]
+                out[str(k)] = self.secrets.reference(bases, v, f"{k} at {where}", owner)
+            else:
+                out[str(k)] = v
         return out
 
     @staticmethod
@@ -168,6 +185,12 @@ class _Converter:
                 f"password of user account {account}"
             )
         return [generic], f"{key} at {where}"
+
+
+def _is_secret(key: str, value: Any) -> bool:
+    if not isinstance(value, str) or not value or value.startswith("${"):
+        return False
+    return key in SECRET_KEYS or (key in SECRET_URL_KEYS and "sig=" in value)
 
 
 def _plain_map(value: Mapping[str, Any]) -> CommentedMap:

@@ -223,7 +223,7 @@ def test_a_missing_file_is_one_clear_line(tmp_path: Path) -> None:
         ("dynamicCNetAssignmentScope", "dynamic_vnet_assignment_scope"),
         ("ephemeralOSDiskSettings", "ephemeral_os_disk_settings"),
         ("diskSizeGB", "disk_size_gb"),
-        ("vTpmEnabled", "vtpm_enabled"),
+        ("vTpmEnabled", "v_tpm_enabled"),
         ("userName", "username"),
         ("targetDedicatedNodes", "target_dedicated_nodes"),
         ("common-config", "common_config"),
@@ -289,6 +289,24 @@ def test_other_secrets_become_references_too() -> None:
             "vmSize": "standard_d2s_v3",
             "targetDedicatedNodes": 1,
             "userAccounts": [{"name": "svc", "password": "user-pw", "elevationLevel": "admin"}],
+            "startTask": {
+                "commandLine": "run.sh",
+                "resourceFiles": [
+                    {"httpUrl": "https://st.blob.core.windows.net/c/run.sh?sv=2022&sig=sas-signature"},
+                    {"httpUrl": "https://example.com/public.sh"},
+                ],
+            },
+            "virtualMachineConfiguration": {
+                "extensions": [
+                    {
+                        "name": "agent",
+                        "publisher": "Contoso",
+                        "type": "Agent",
+                        "settings": {"workspaceId": "abc"},
+                        "protectedSettings": {"workspaceKey": "workspace-key-value"},
+                    }
+                ]
+            },
             "mountConfiguration": [
                 {"azureFileShareConfiguration": {"accountName": "st", "accountKey": "key-value"}}
             ],
@@ -296,11 +314,15 @@ def test_other_secrets_become_references_too() -> None:
     }
     conversion = convert(legacy, "prod")
     text = dump(conversion, "x.json")
-    assert "user-pw" not in text
-    assert "key-value" not in text
+    for secret in ("user-pw", "key-value", "sas-signature", "workspace-key-value"):
+        assert secret not in text
+    assert "https://example.com/public.sh" in text
+    assert "workspaceId: abc" in text
     assert {ref.name for ref in conversion.secrets} == {
         "USER_SVC_PASSWORD",
         "P1_AZURE_FILE_SHARE_CONFIGURATION_ACCOUNT_KEY",
+        "P1_RESOURCE_FILES_0_HTTP_URL",
+        "P1_WORKSPACEKEY",
     }
 
 
