@@ -1,0 +1,118 @@
+"""Checks that span sections of a validated config, run by the loader after `Config` validation.
+
+Each section's model can only see itself; whether a pool's `account` exists or a cluster's vnet is in
+its subscription needs the whole config. Problems carry the path of the key the user has to change, so
+the loader points at its line like any validation error.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from reconciler.spec.cluster import Cluster, parse_arm_id
+from reconciler.spec.config import Config
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong, at the path (`("pools", "p1", "account")`) of the key to change."""
+
+    path: tuple[str | int, ...]
+    message: str
+
+
+def cross_check(config: Config) -> list[Problem]:
+    """Every cross-section problem in `config`, in config order; empty when it can be applied."""
+    return [
+        *_pool_accounts(config),
+        *_identity_coordinates(config),
+        *_duplicate_accounts(config),
+        *_cluster_subscriptions(config),
+        *_metrics_pairs(config),
+    ]
+
+
+def _pool_accounts(config: Config) -> Iterator[Problem]:
+    declared = list(config.accounts)
+    listed = ", ".join(declared) if declared else "none"
+    for pool_id, pool in config.pools.items():
+        if pool.account in config.accounts:
+            continue
+        close = difflib.get_close_matches(pool.account, declared, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        yield Problem(
+            ("pools", pool_id, "account"),
+            f"unknown account '{pool.account}' (declared: {listed}){hint}",
+        )
+
+
+def _identity_coordinates(config: Config) -> Iterator[Problem]:
+    """Managed identities are set on pools through ARM only, which needs the account's ARM name."""
+    for pool_id, pool in config.pools.items():
+        account = config.accounts.get(pool.account)
+        if getattr(pool, "identity", None) is None or account is None:
+            continue
+        missing = ", ".join(account.arm_coordinates_missing)
+        if missing:
+            yield Problem(
+                ("pools", pool_id, "identity"),
+                f"pools with identity need ARM coordinates: accounts.{pool.account} lacks {missing}",
+            )
+
+
+def _duplicate_accounts(config: Config) -> Iterator[Problem]:
+    """Two names for one Batch account would each see the other's pools as undeclared, and prune them."""
+    first: dict[str, str] = {}
+    for name, account in config.accounts.items():
+        key = account.batch_url.lower()
+        if key in first:
+            yield Problem(
+                ("accounts", name, "batch_url"),
+                f"same Batch account as accounts.{first[key]}: declare it once and put all its pools under "
+                "that name",
+            )
+        else:
+            first[key] = name
+
+
+def _cluster_subscriptions(config: Config) -> Iterator[Problem]:
+    for name, cluster in config.clusters.items():
+        subscription = cluster.subscription_id or config.azure.subscription_id
+        if subscription is None:
+            yield Problem(
+                ("clusters", name, "subscription_id"),
+                "required (set it here, in azure.subscription_id or in dask config "
+                "cloudprovider.azure.subscription_id)",
+            )
+            continue
+        yield from _network_in_subscription(name, cluster, subscription)
+
+
+def _network_in_subscription(name: str, cluster: Cluster, subscription: str) -> Iterator[Problem]:
+    """Azure refuses a NIC whose virtual network or security group is in another subscription."""
+    for key in ("vnet", "subnet", "security_group"):
+        value: str | None = getattr(cluster, key)
+        parsed = parse_arm_id(value) if value else None
+        if parsed is not None and parsed.subscription_id.lower() != subscription.lower():
+            yield Problem(
+                ("clusters", name, key),
+                f"is in subscription {parsed.subscription_id}, but the cluster's VMs and NICs are created in "
+                f"{subscription}; a NIC must be in the subscription of its network and security group",
+            )
+
+
+def _metrics_pairs(config: Config) -> Iterator[Problem]:
+    basic = config.metrics.basic_auth
+    if basic is not None:
+        if basic.username is None:
+            yield Problem(("metrics", "basic_auth", "username"), "required with basic_auth.password")
+        if basic.password is None:
+            yield Problem(("metrics", "basic_auth", "password"), "required with basic_auth.username")
+    tls = config.metrics.tls
+    if tls is not None:
+        if tls.cert_file is None:
+            yield Problem(("metrics", "tls", "cert_file"), "required with tls.key_file")
+        if tls.key_file is None:
+            yield Problem(("metrics", "tls", "key_file"), "required with tls.cert_file")
