@@ -91,3 +91,60 @@ class ArmId:
             "pattern": self.regex,
             "description": f"ARM resource id of {self.what}: {self.shown}",
         }
+
+
+class Between:
+    """Marks an `int` as bounded, with a message in the house style (`must be at least 1 (got 0)`)."""
+
+    def __init__(self, minimum: int | None = None, maximum: int | None = None) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+
+    def check(self, value: int) -> int:
+        low, high = self.minimum, self.maximum
+        if (low is not None and value < low) or (high is not None and value > high):
+            if low is not None and high is not None:
+                message = f"must be between {low} and {high} (got {{got}})"
+            elif low is not None:
+                message = f"must be at least {low} (got {{got}})"
+            else:
+                message = f"must be at most {high} (got {{got}})"
+            raise PydanticCustomError("out_of_range", message, {"got": value})
+        return value
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        if self.minimum is not None:
+            json_schema["minimum"] = self.minimum
+        if self.maximum is not None:
+            json_schema["maximum"] = self.maximum
+        return json_schema
+
+
+class NotBlank:
+    """Marks a `str` that must hold something other than whitespace."""
+
+    @staticmethod
+    def check(value: str) -> str:
+        if not value.strip():
+            raise PydanticCustomError("blank", "must not be empty", {})
+        return value
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema["minLength"] = 1
+        return json_schema
