@@ -1,0 +1,76 @@
+"""The listeners and the shared request pipeline, exercised through real HTTP(S) clients."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import uuid
+
+import aiohttp
+import pytest
+from azure.core.exceptions import ServiceRequestError
+from azure.core.rest import HttpRequest
+
+from reconciler.emulator import Emulator
+
+
+async def test_both_listeners_start_on_ephemeral_ports(emulator: Emulator) -> None:
+    assert emulator.port > 0
+    assert emulator.arm_port > 0
+    assert emulator.port != emulator.arm_port
+    ssl_context = ssl.create_default_context(cafile=str(emulator.ca_bundle))
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{emulator.admin_url}/clock") as plain:
+            assert plain.status == 200
+        async with session.get(f"{emulator.arm_url}/_emulator/clock", ssl=ssl_context) as secure:
+            assert secure.status == 200
+            assert "elapsed" in await secure.json()
+
+
+async def test_https_is_refused_without_the_emulator_ca(emulator: Emulator) -> None:
+    async with emulator.batch_client(tls=True, connection_verify=True, retry_total=0) as untrusting:
+        with pytest.raises(ServiceRequestError):
+            await untrusting.get_pool("p1")
+
+
+async def test_https_works_with_the_emulator_ca(emulator: Emulator) -> None:
+    async with emulator.batch_client(tls=True) as client:
+        response = await client.send_request(HttpRequest("GET", f"{emulator.arm_url}/_emulator/clock"))
+        assert response.status_code == 200
+
+
+async def test_request_id_and_client_request_id_echo(emulator: Emulator) -> None:
+    client_id = str(uuid.uuid4())
+    async with aiohttp.ClientSession() as session:
+        headers = {"client-request-id": client_id, "return-client-request-id": "true"}
+        async with session.get(f"{emulator.admin_url}/clock", headers=headers) as echoed:
+            assert uuid.UUID(echoed.headers["request-id"])
+            assert echoed.headers["client-request-id"] == client_id
+        async with session.get(
+            f"{emulator.admin_url}/clock", headers={"client-request-id": client_id}
+        ) as quiet:
+            assert "client-request-id" not in quiet.headers
+            assert quiet.headers["request-id"] != echoed.headers["request-id"]
+
+
+async def test_unrouted_paths_answer_in_the_service_error_format(emulator: Emulator) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{emulator.http_url}/demo/no-such-collection") as batch,
+    ):
+        assert batch.status == 404
+        body = await batch.json()
+        assert body["code"] == "ResourceNotFound"
+        assert body["message"]["lang"] == "en-US"
+        assert batch.headers["request-id"] in body["message"]["value"]
+
+
+def test_connection_facts(emulator: Emulator) -> None:
+    connection = emulator.connection
+    assert connection["batch"]["demo"]["url"] == f"http://127.0.0.1:{emulator.port}/demo"
+    assert connection["batch"]["demo"]["tls_url"] == f"https://127.0.0.1:{emulator.arm_port}/demo"
+    assert connection["batch"]["demo"]["key"] == emulator.account_key("demo")
+    assert connection["arm"]["url"] == f"https://127.0.0.1:{emulator.arm_port}"
+    assert connection["admin"] == f"http://127.0.0.1:{emulator.port}/_emulator"
+    assert set(connection["identity"]) >= {"authority", "tenant_id", "client_id", "client_secret"}
+    json.dumps(connection)
