@@ -58,6 +58,11 @@ MINUTE_INTERVALS: Final = frozenset({"auto_scale_evaluation_interval", "resize_t
 FIXED_TARGETS: Final = ("target_dedicated_nodes", "target_low_priority_nodes")
 AUTOSCALE_KEYS: Final = ("auto_scale_formula", "auto_scale_evaluation_interval")
 
+SECRET_SETTING: Final = re.compile(
+    r"PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|ACCOUNT_?KEY|CONNECTION_?STRING", re.I
+)
+"""Names of `{name, value}` settings (start task environment) whose value is taken for a secret."""
+
 _BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _NOT_NAME = re.compile(r"[^A-Z0-9]+")
 
@@ -122,6 +127,8 @@ class _Secrets:
 
 
 class _Converter:
+    """One conversion's walk over the legacy objects, collecting secrets and notes on the way."""
+
     def __init__(self) -> None:
         self.secrets = _Secrets()
         self.notes: list[str] = []
@@ -147,9 +154,11 @@ class _Converter:
     def mapping(self, value: Mapping[str, Any], owner: str, where: str) -> CommentedMap:
         out = CommentedMap()
         secrets: list[tuple[str, str]] = []
+        setting = value.get("name")
+        secret_setting = isinstance(setting, str) and SECRET_SETTING.search(setting) is not None
         for k, v in value.items():
             name = snake(str(k))
-            if _is_secret(name, v):
+            if _is_secret(name, v) or (secret_setting and name == "value" and _is_secret("password", v)):
                 secrets.append((name, v))
                 out[name] = None
             else:
@@ -180,6 +189,8 @@ class _Converter:
             names = [env_name(prefix, server, key), env_name(prefix, server, user, key)]
             return names, f"{key} of {user or 'the registry user'} at {server}"
         account = siblings.get("name")
+        if isinstance(account, str) and key == "value":
+            return [env_name(account), env_name(owner, account)], f"value of setting {account}"
         if isinstance(account, str) and key == "password":
             return [env_name("USER", account, key), env_name(owner, "USER", account, key)], (
                 f"password of user account {account}"

@@ -291,6 +291,11 @@ def test_other_secrets_become_references_too() -> None:
             "userAccounts": [{"name": "svc", "password": "user-pw", "elevationLevel": "admin"}],
             "startTask": {
                 "commandLine": "run.sh",
+                "environmentSettings": [
+                    {"name": "DB_PASSWORD", "value": "db-pw"},
+                    {"name": "STORAGE_ACCOUNT_KEY", "value": "storage-key"},
+                    {"name": "LOG_LEVEL", "value": "debug"},
+                ],
                 "resourceFiles": [
                     {"httpUrl": "https://st.blob.core.windows.net/c/run.sh?sv=2022&sig=sas-signature"},
                     {"httpUrl": "https://example.com/public.sh"},
@@ -314,8 +319,9 @@ def test_other_secrets_become_references_too() -> None:
     }
     conversion = convert(legacy, "prod")
     text = dump(conversion, "x.json")
-    for secret in ("user-pw", "key-value", "sas-signature", "workspace-key-value"):
+    for secret in ("user-pw", "key-value", "sas-signature", "workspace-key-value", "db-pw", "storage-key"):
         assert secret not in text
+    assert "value: debug" in text
     assert "https://example.com/public.sh" in text
     assert "workspaceId: abc" in text
     assert {ref.name for ref in conversion.secrets} == {
@@ -323,6 +329,8 @@ def test_other_secrets_become_references_too() -> None:
         "P1_AZURE_FILE_SHARE_CONFIGURATION_ACCOUNT_KEY",
         "P1_RESOURCE_FILES_0_HTTP_URL",
         "P1_WORKSPACEKEY",
+        "DB_PASSWORD",
+        "STORAGE_ACCOUNT_KEY",
     }
 
 
