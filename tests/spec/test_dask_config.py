@@ -187,3 +187,35 @@ def test_global_dask_config_is_neither_read_nor_changed(tmp_path: Path) -> None:
 @pytest.mark.parametrize("value", ["None", "null"])
 def test_null_from_environment_is_skipped(tmp_path: Path, value: str) -> None:
     assert cluster_defaults(env={"DASK_CLOUDPROVIDER__AZURE__LOCATION": value}, paths=[]) == {}
+
+
+def test_load_config_fills_clusters_from_dask_config_and_the_cluster_wins(tmp_path: Path) -> None:
+    from reconciler.spec.loader import load_config
+
+    dask_dir = tmp_path / "dask"
+    _write(
+        dask_dir, "azure.yaml", "cloudprovider: {azure: {location: japaneast, azurevm: {vnet: vnet-dask}}}"
+    )
+    config_file = _write(
+        tmp_path,
+        "reconciler.yaml",
+        "clusters:\n  research:\n    vnet: vnet-own\n    n_workers: 2\n",
+    )
+    env = {
+        "DASK_CONFIG": str(dask_dir),
+        "DASK_ROOT_CONFIG": str(tmp_path / "none"),
+        "HOME": str(tmp_path / "home"),
+        "DASK_CLOUDPROVIDER__AZURE__RESOURCE_GROUP": "rg-dask",
+        "DASK_CLOUDPROVIDER__AZURE__SUBSCRIPTION_ID": "11111111-2222-3333-4444-555555555555",
+        "DASK_CLOUDPROVIDER__AZURE__AZUREVM__SECURITY_GROUP": "nsg-dask",
+    }
+
+    cluster = load_config([config_file], env=env).clusters["research"]
+
+    assert (cluster.location, cluster.resource_group, cluster.security_group) == (
+        "japaneast",
+        "rg-dask",
+        "nsg-dask",
+    )
+    assert cluster.vnet == "vnet-own"
+    assert cluster.n_workers == 2
