@@ -274,8 +274,13 @@ def dump(conversion: Conversion, source_name: str) -> str:
         f"Converted from the legacy pool definitions in {source_name}.\n"
         "Keys are the snake_case of the Batch REST API; `defaults.pool` holds what was `common-config`."
     )
+    document = conversion.document
+    for key in list(document)[1:]:
+        document.yaml_set_comment_before_after_key(key, before="\n")
+    for pool_id in list(document.get("pools", {}))[1:]:
+        document["pools"].yaml_set_comment_before_after_key(pool_id, before="\n", indent=2)
     out = StringIO()
-    yaml.dump(conversion.document, out)
+    yaml.dump(document, out)
     return out.getvalue()
 
 
