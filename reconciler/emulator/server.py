@@ -61,7 +61,7 @@ def pipeline_middleware(ctx: EmulatorContext, faults: FaultInjector, counters: R
         status = 500
         try:
             response = await _respond(request, handler, operation, request_id, ctx, faults)
-            status = RESET_STATUS if response is None else response.status
+            status = RESET_STATUS if response is None else response.status  # None: connection aborted
         except web.HTTPException as exc:
             status = exc.status
             if request.match_info.route.name is None and exc.status in (404, 405):
@@ -69,9 +69,7 @@ def pipeline_middleware(ctx: EmulatorContext, faults: FaultInjector, counters: R
             raise
         finally:
             counters.record(operation, caller_of(request.headers), status)
-        if response is None:
-            raise ConnectionResetError("connection reset by fault injection")
-        return response
+        return response or web.Response(status=500)
 
     return middleware
 
