@@ -184,13 +184,15 @@ class ProblemReport:
         message: str,
         *,
         key: bool = False,
+        below: Sequence[str | int] = (),
     ) -> None:
+        """Record `message` about `node` (or about `below`, a place under it that does not exist)."""
         if id(node) in self._silenced:
             return
         pos = (node.key_pos or node.pos) if key else node.pos
         if node.note:
             message = f"{message} {node.note}"
-        owners = self._found.setdefault((pos, dotted(node.path), message), set())
+        owners = self._found.setdefault((pos, dotted((*node.path, *below)), message), set())
         written, actual = tuple(node.path), tuple(data_path)
         if written != actual:
             shared = 0
@@ -206,8 +208,8 @@ class ProblemReport:
             if child is None:
                 break
             node, matched = child, matched + 1
-        rest = dotted(path[matched:])
-        self.add(node, path[:matched], f"{rest}: {message}" if rest else message)
+        rest = path[matched:]
+        self.add(node, path[:matched], message, key=bool(rest), below=rest)
 
     def problems(self) -> list[LocatedProblem]:
         out = []

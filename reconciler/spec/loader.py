@@ -85,9 +85,10 @@ def load_model(
     problems: list[LocatedProblem] = []
     sources = _sources(paths, problems)
     merger = Merger(problems)
+    unresolved: list[tuple[Node, str]] = []
     root: Node | None = None
     for display, path in sources:
-        tree = _read(display, path, env, resolver, problems)
+        tree = _read(display, path, env, resolver, problems, unresolved)
         if tree is not None:
             root = tree if root is None else merger.merge(root, tree)
     if problems or root is None:
@@ -97,6 +98,9 @@ def load_model(
     root = _with_defaults(root, env, cluster_defaults, problems)
     schema = SchemaIndex(model.model_json_schema())
     report = ProblemReport(root)
+    for node, message in unresolved:
+        report.add(node, node.path, message)
+        report.silence(node)
     _check_keyvault_fields(root, schema, report)
     try:
         config = model.model_validate(root.plain())
@@ -156,8 +160,13 @@ def _read(
     env: Mapping[str, str],
     keyvault: KeyVaultResolver,
     problems: list[LocatedProblem],
+    unresolved: list[tuple[Node, str]],
 ) -> Node | None:
-    """One file as a tree with its references resolved, or None after recording why not."""
+    """One file as a tree with its references resolved, or None after recording why not.
+
+    A reference that cannot be resolved does not stop the load: it goes to `unresolved`, so the
+    same run still reports what else is wrong.
+    """
     first = Position(display, 1, 1)
     try:
         with path.open("rb") as handle:
@@ -189,7 +198,7 @@ def _read(
         return None
     if tree is None:
         return None
-    _resolve_references(tree, path.parent, env, keyvault, problems)
+    _resolve_references(tree, path.parent, env, keyvault, unresolved)
     return tree
 
 
@@ -353,7 +362,9 @@ class _Builder:
         text = str(node.value)
         if not tag.startswith("tag:yaml.org,2002:"):
             raise self.fail(node.start_mark, f"unsupported YAML tag {tag[:40]}")
-        kind = tag.rsplit(":", 1)[1]
+        kind = tag.removeprefix("tag:yaml.org,2002:")
+        if kind not in ("str", "null", "bool", "int", "float", "timestamp"):
+            raise self.fail(node.start_mark, f"unsupported YAML tag {tag[:40]}")
         if kind == "null":
             return None
         if kind == "bool":
@@ -404,14 +415,14 @@ def _resolve_references(
     base_dir: Path,
     env: Mapping[str, str],
     keyvault: KeyVaultResolver,
-    problems: list[LocatedProblem],
+    unresolved: list[tuple[Node, str]],
 ) -> None:
     for _, node in tree.walk():
         if isinstance(node.value, str):
             try:
                 node.value = resolve(node.value, env=env, base_dir=base_dir, keyvault=keyvault)
             except UnresolvedReference as exc:
-                problems.append(LocatedProblem.at(node.pos, dotted(node.path), str(exc)))
+                unresolved.append((node, str(exc)))
 
 
 def _with_defaults(
