@@ -10,9 +10,13 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
 
 from reconciler.spec.cluster import Cluster, parse_arm_id
 from reconciler.spec.config import Config
+from reconciler.spec.pool import Pool
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,8 @@ def cross_check(config: Config) -> list[Problem]:
     return [
         *_pool_accounts(config),
         *_identity_coordinates(config),
+        *_identity_references(config),
+        *_pool_subnets(config),
         *_duplicate_accounts(config),
         *_cluster_subscriptions(config),
         *_metrics_pairs(config),
@@ -52,13 +58,59 @@ def _identity_coordinates(config: Config) -> Iterator[Problem]:
     """Managed identities are set on pools through ARM only, which needs the account's ARM name."""
     for pool_id, pool in config.pools.items():
         account = config.accounts.get(pool.account)
-        if getattr(pool, "identity", None) is None or account is None:
+        if pool.identity is None or account is None:
             continue
         missing = ", ".join(account.arm_coordinates_missing)
         if missing:
             yield Problem(
                 ("pools", pool_id, "identity"),
                 f"pools with identity need ARM coordinates: accounts.{pool.account} lacks {missing}",
+            )
+
+
+def _identity_references(config: Config) -> Iterator[Problem]:
+    """Batch refuses an identity_reference to an identity the pool's nodes do not carry."""
+    for pool_id, pool in config.pools.items():
+        assigned = {i.casefold() for i in pool.identity.user_assigned_identities} if pool.identity else set()
+        for path, resource_id in _references_in(pool, ()):
+            if resource_id.casefold() not in assigned:
+                yield Problem(
+                    ("pools", pool_id, *path),
+                    "is not one of the pool's identities: add it to identity.user_assigned_identities",
+                )
+
+
+def _references_in(node: Any, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    if isinstance(node, BaseModel):
+        for name in type(node).model_fields:
+            value = getattr(node, name)
+            if name == "identity" and isinstance(node, Pool):
+                continue
+            if name == "identity_reference" and value is not None:
+                yield (*path, name, "resource_id"), value.resource_id
+            else:
+                yield from _references_in(value, (*path, name))
+    elif isinstance(node, list | tuple):
+        for index, item in enumerate(node):
+            yield from _references_in(item, (*path, index))
+    elif isinstance(node, dict):
+        for key, item in node.items():
+            yield from _references_in(item, (*path, str(key)))
+
+
+def _pool_subnets(config: Config) -> Iterator[Problem]:
+    """Batch takes a pool's subnet only from the subscription its account is in."""
+    for pool_id, pool in config.pools.items():
+        account = config.accounts.get(pool.account)
+        network = pool.network_configuration
+        subnet = parse_arm_id(network.subnet_id) if network and network.subnet_id else None
+        if account is None or account.subscription_id is None or subnet is None:
+            continue
+        if subnet.subscription_id.lower() != account.subscription_id:
+            yield Problem(
+                ("pools", pool_id, "network_configuration", "subnet_id"),
+                f"is in subscription {subnet.subscription_id}, but accounts.{pool.account} is in "
+                f"{account.subscription_id}; a pool's virtual network must be in its account's subscription",
             )
 
 

@@ -18,7 +18,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from reconciler.spec.account import Guid, error_at, resource_group_problem
-from reconciler.spec.base import CaseInsensitive, SpecModel
+from reconciler.spec.base import Between, CaseInsensitive, SpecModel
 from reconciler.spec.durations import Duration, describe
 
 _CLUSTER_NAME: Final = re.compile(r"[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?")
@@ -234,15 +234,8 @@ class Spot(SpecModel):
 class Rollout(SpecModel):
     """How a spec change replaces running workers."""
 
-    max_unavailable: int = 1
+    max_unavailable: Annotated[int, Between(1)] = 1
     """Workers replaced at once."""
-
-    @field_validator("max_unavailable")
-    @classmethod
-    def _positive(cls, value: int) -> int:
-        if value < 1:
-            raise PydanticCustomError("at_least_one", "must be at least 1 (got {got})", {"got": value})
-        return value
 
 
 class HealthProbe(SpecModel):
@@ -250,15 +243,8 @@ class HealthProbe(SpecModel):
 
     address: str | None = None
     """Host or IP to probe; the scheduler's private IP when left out."""
-    port: int = 8786
+    port: Annotated[int, Between(1, 65535)] = 8786
     timeout: Duration = timedelta(seconds=5)
-
-    @field_validator("port")
-    @classmethod
-    def _port(cls, value: int) -> int:
-        if not 1 <= value <= 65535:
-            raise PydanticCustomError("port", "must be a TCP port, 1 to 65535 (got {got})", {"got": value})
-        return value
 
     @field_validator("timeout")
     @classmethod
@@ -298,8 +284,8 @@ class Cluster(SpecModel):
     vm_size: VmSize = "Standard_DS1_v2"
     scheduler_vm_size: VmSize | None = None
     """vm_size when left out."""
-    disk_size: int = 50
-    """OS disk size in GB."""
+    disk_size: Annotated[int, Between(1, MAX_DISK_SIZE_GB)] = 50
+    """OS disk size in GB; Azure's limit for it is 1023."""
     vm_image: VmImage = VmImage()
     bootstrap: bool = True
     """Install Docker at boot; false for an image that has it."""
@@ -311,7 +297,7 @@ class Cluster(SpecModel):
     marketplace_plan: MarketplacePlan | None = None
     extra_vm_options: dict[str, Any] = {}
     """Merged into the VM create body (e.g. identity); keys the reconciler sets are refused."""
-    n_workers: int = 0
+    n_workers: Annotated[int, Between(0)] = 0
     worker_class: str = "dask.distributed.Nanny"
     worker_options: dict[str, Any] = {}
     scheduler_options: dict[str, Any] = {}
@@ -343,26 +329,6 @@ class Cluster(SpecModel):
         problem = resource_group_problem(value)
         if problem:
             raise PydanticCustomError("resource_group", problem)
-        return value
-
-    @field_validator("disk_size")
-    @classmethod
-    def _disk_size(cls, value: int) -> int:
-        if value < 1:
-            raise PydanticCustomError("disk_size", "must be at least 1 GB (got {got})", {"got": value})
-        if value > MAX_DISK_SIZE_GB:
-            raise PydanticCustomError(
-                "disk_size",
-                "must be at most 1023 GB, Azure's limit for this OS disk (got {got})",
-                {"got": value},
-            )
-        return value
-
-    @field_validator("n_workers")
-    @classmethod
-    def _n_workers(cls, value: int) -> int:
-        if value < 0:
-            raise PydanticCustomError("n_workers", "must be 0 or more (got {got})", {"got": value})
         return value
 
     @field_validator("docker_image", "worker_class")

@@ -18,7 +18,7 @@ from pydantic import ValidationError, ValidatorFunctionWrapHandler, field_valida
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from reconciler.spec.account import Account, Auth, AzureSettings, error_at, reraise
-from reconciler.spec.base import CaseInsensitive, SpecModel
+from reconciler.spec.base import Between, CaseInsensitive, SpecModel
 from reconciler.spec.cluster import Cluster, validate_cluster_name
 from reconciler.spec.durations import Duration, describe
 from reconciler.spec.pool import Pool, validate_pool_id
@@ -141,15 +141,8 @@ class Safety(SpecModel):
 
     prune: bool = False
     """Delete managed pools and clusters that the config no longer declares."""
-    max_deletions_per_run: int = 1
+    max_deletions_per_run: Annotated[int, Between(0)] = 1
     """Pools or clusters deleted per tick at most; a config losing half its pools stops here."""
-
-    @field_validator("max_deletions_per_run")
-    @classmethod
-    def _non_negative(cls, value: int) -> int:
-        if value < 0:
-            raise PydanticCustomError("max_deletions", "must be 0 or more (got {got})", {"got": value})
-        return value
 
 
 class MetricsTls(SpecModel):
@@ -170,7 +163,7 @@ class Metrics(SpecModel):
     """The Prometheus endpoint (and /healthz, /readyz)."""
 
     address: str = "127.0.0.1"
-    port: int = 9464
+    port: Annotated[int, Between(1, 65535)] = 9464
     tls: MetricsTls | None = None
     basic_auth: BasicAuth | None = None
 
@@ -184,13 +177,6 @@ class Metrics(SpecModel):
                 raise PydanticCustomError(
                     "address", "must be an IP address or host name to listen on, e.g. 0.0.0.0"
                 ) from None
-        return value
-
-    @field_validator("port")
-    @classmethod
-    def _port(cls, value: int) -> int:
-        if not 1 <= value <= 65535:
-            raise PydanticCustomError("port", "must be a TCP port, 1 to 65535 (got {got})", {"got": value})
         return value
 
 

@@ -196,16 +196,14 @@ def test_refresh_windows_take_a_cron_start_and_a_duration() -> None:
 
 def test_safety_max_deletions_is_not_negative() -> None:
     assert errors({"safety": {"max_deletions_per_run": -1}}) == {
-        "safety.max_deletions_per_run": "must be 0 or more (got -1)"
+        "safety.max_deletions_per_run": "must be at least 0 (got -1)"
     }
     assert Config.model_validate({"safety": {"prune": True, "max_deletions_per_run": 0}}).safety.prune
 
 
 def test_metrics_address_and_port() -> None:
-    assert errors({"metrics": {"port": 0}}) == {"metrics.port": "must be a TCP port, 1 to 65535 (got 0)"}
-    assert errors({"metrics": {"port": 70000}}) == {
-        "metrics.port": "must be a TCP port, 1 to 65535 (got 70000)"
-    }
+    assert errors({"metrics": {"port": 0}}) == {"metrics.port": "must be between 1 and 65535 (got 0)"}
+    assert errors({"metrics": {"port": 70000}}) == {"metrics.port": "must be between 1 and 65535 (got 70000)"}
     assert errors({"metrics": {"address": "not an address"}}) == {
         "metrics.address": "must be an IP address or host name to listen on, e.g. 0.0.0.0"
     }
@@ -508,6 +506,10 @@ def test_json_schema_leaves_dask_supplied_cluster_keys_optional() -> None:
     assert "required" not in cluster
     assert "default" not in cluster["properties"]["location"]
     assert cluster["properties"]["disk_size"]["default"] == 50
+    assert (cluster["properties"]["disk_size"]["minimum"], cluster["properties"]["disk_size"]["maximum"]) == (
+        1,
+        1023,
+    )
 
 
 # --- cross checks --------------------------------------------------------------------------------------
@@ -609,3 +611,46 @@ def test_cluster_network_in_another_subscription() -> None:
     problems = cross_check(config)
     assert [p.path for p in problems] == [("clusters", "c1", "vnet")]
     assert problems[0].message.startswith(f"is in subscription {other}, but the cluster's VMs")
+
+
+def registry_pool(identity: list[str] | None) -> dict[str, Any]:
+    data = contract_example()
+    vmc = data["pools"]["p_id1"]["virtual_machine_configuration"]
+    vmc["container_configuration"] = {
+        "type": "dockerCompatible",
+        "container_registries": [
+            {"registry_server": "corp.azurecr.io", "identity_reference": {"resource_id": IDENTITY_ID}}
+        ],
+    }
+    if identity is not None:
+        data["pools"]["p_id1"]["identity"] = {"user_assigned_identities": identity}
+    return data
+
+
+def test_identity_reference_must_be_one_of_the_pool_identities() -> None:
+    assert cross_check(Config.model_validate(registry_pool([IDENTITY_ID.lower()]))) == []
+    path = (
+        "pools",
+        "p_id1",
+        "virtual_machine_configuration",
+        "container_configuration",
+        "container_registries",
+        0,
+        "identity_reference",
+        "resource_id",
+    )
+    message = "is not one of the pool's identities: add it to identity.user_assigned_identities"
+    assert cross_check(Config.model_validate(registry_pool(None))) == [Problem(path, message)]
+    other = IDENTITY_ID.replace("/uai", "/other")
+    assert cross_check(Config.model_validate(registry_pool([other]))) == [Problem(path, message)]
+
+
+def test_pool_subnet_must_be_in_the_account_subscription() -> None:
+    rg = "resourceGroups/rg-net/providers/Microsoft.Network/virtualNetworks/v/subnets/s"
+    same = with_("pools.p_id1.network_configuration", {"subnet_id": f"/subscriptions/{SUB}/{rg}"})
+    assert cross_check(Config.model_validate(same)) == []
+    other = "22222222-2222-3333-4444-555555555555"
+    data = with_("pools.p_id1.network_configuration", {"subnet_id": f"/subscriptions/{other}/{rg}"})
+    problems = cross_check(Config.model_validate(data))
+    assert [p.path for p in problems] == [("pools", "p_id1", "network_configuration", "subnet_id")]
+    assert problems[0].message.startswith(f"is in subscription {other}, but accounts.prod is in {SUB}")
