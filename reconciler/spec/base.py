@@ -62,12 +62,9 @@ class ArmId:
     def __init__(self, what: str, *templates: str) -> None:
         self.what = what
         self.shown = " or ".join(templates)
-        alternatives = "|".join(
-            "(?:" + re.sub(r"<[^>]+>", "[^/]+", re.escape(t).replace(r"\<", "<").replace(r"\>", ">")) + ")"
-            for t in templates
-        )
-        self.regex = f"^(?:{alternatives})$"
-        self._pattern = re.compile(alternatives, re.IGNORECASE)
+        self._pattern = re.compile("|".join(_template_regex(t, fold=False) for t in templates), re.IGNORECASE)
+        # JSON Schema regexes have no case-insensitive flag: spell each letter as [xX].
+        self.regex = "^(?:" + "|".join(_template_regex(t, fold=True) for t in templates) + ")$"
 
     def check(self, value: str) -> str:
         if not self._pattern.fullmatch(value):
@@ -91,6 +88,16 @@ class ArmId:
             "pattern": self.regex,
             "description": f"ARM resource id of {self.what}: {self.shown}",
         }
+
+
+def _template_regex(template: str, *, fold: bool) -> str:
+    parts = []
+    for literal, placeholder in re.findall(r"([^<]*)(<[^>]+>)?", template):
+        for char in literal:
+            parts.append(f"[{char.lower()}{char.upper()}]" if fold and char.isalpha() else re.escape(char))
+        if placeholder:
+            parts.append("[^/]+")
+    return "(?:" + "".join(parts) + ")"
 
 
 class Between:

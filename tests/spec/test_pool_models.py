@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -361,6 +362,14 @@ def test_subnet_id_is_compared_case_insensitively() -> None:
     pool = Pool.model_validate(with_path("network_configuration.subnet_id", SUBNET.lower()))
     assert pool.network_configuration is not None
     assert pool.network_configuration.subnet_id == SUBNET.lower()
+
+
+def test_subnet_id_schema_pattern_agrees_with_validation() -> None:
+    schema = Pool.model_json_schema()["$defs"]["NetworkConfiguration"]["properties"]["subnet_id"]
+    pattern = re.compile(str(schema["anyOf"][0]["pattern"]))
+    assert pattern.match(SUBNET)
+    assert pattern.match(SUBNET.lower())
+    assert not pattern.match(SUBNET.rsplit("/subnets/", 1)[0])
 
 
 def test_public_ip_ids_must_be_public_ip_resource_ids() -> None:
