@@ -8,10 +8,14 @@ import uuid
 
 import aiohttp
 import pytest
-from azure.core.exceptions import ServiceRequestError
+from aiohttp import web
+from azure.batch.aio import BatchClient
+from azure.core.credentials import AzureNamedKeyCredential
+from azure.core.exceptions import HttpResponseError, ServiceRequestError
 from azure.core.rest import HttpRequest
 
-from reconciler.emulator import Emulator
+from reconciler.emulator import Emulator, ThreadedEmulator
+from reconciler.emulator.server import pipeline_middleware
 
 
 async def test_both_listeners_start_on_ephemeral_ports(emulator: Emulator) -> None:
@@ -74,3 +78,56 @@ def test_connection_facts(emulator: Emulator) -> None:
     assert connection["admin"] == f"http://127.0.0.1:{emulator.port}/_emulator"
     assert set(connection["identity"]) >= {"authority", "tenant_id", "client_id", "client_secret"}
     json.dumps(connection)
+
+
+async def test_unexpected_errors_become_a_500_in_the_service_format(
+    emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("a bug in a handler")
+
+    app = web.Application(middlewares=[pipeline_middleware(emulator.ctx, emulator.faults, emulator.counters)])
+    app.router.add_get("/{account}/pools/{poolId}", broken, name="batch.Pools_GetPool")
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        credential = AzureNamedKeyCredential("demo", emulator.account_key())
+        async with BatchClient(f"http://127.0.0.1:{port}/demo", credential, retry_total=0) as client:
+            with pytest.raises(HttpResponseError) as raised:
+                await client.get_pool("p1")
+    finally:
+        await runner.cleanup()
+    assert raised.value.status_code == 500
+    assert raised.value.error is not None
+    assert raised.value.error.code == "InternalServerError"
+    assert "a bug in a handler" in caplog.text  # the traceback stays server-side
+    assert "a bug in a handler" not in str(raised.value)
+    assert emulator.counters.total(operation="batch.Pools_GetPool", status=500) == 1
+
+
+async def test_admin_advances_the_clock_and_sets_the_time_scale(emulator: Emulator) -> None:
+    before = emulator.clock.monotonic()
+    async with aiohttp.ClientSession(base_url=emulator.http_url) as session:
+        async with session.post("/_emulator/clock/advance", json={"seconds": 600}) as advanced:
+            assert advanced.status == 200
+        async with session.post("/_emulator/clock/advance", json={"seconds": -1}) as backwards:
+            assert backwards.status == 400
+        async with session.post("/_emulator/time-scale", json={"time_scale": 60}) as scaled:
+            assert (await scaled.json())["time_scale"] == 60
+        async with session.get("/_emulator/state") as state:
+            dumped = await state.json()
+    assert emulator.clock.monotonic() - before >= 600
+    assert emulator.clock.time_scale == 60
+    assert "batch" in dumped["parts"]
+
+
+def test_threaded_emulator_serves_the_sync_client(threaded_emulator: ThreadedEmulator) -> None:
+    client = threaded_emulator.batch_client(tls=True)
+    assert list(client.list_pools()) == []
+    before = threaded_emulator.call(threaded_emulator.clock.monotonic)
+    threaded_emulator.advance(120)
+    assert threaded_emulator.call(threaded_emulator.clock.monotonic) >= before + 120
+    assert threaded_emulator.counters.total(operation="batch.Pools_ListPools", status=200) == 1
