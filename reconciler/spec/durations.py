@@ -84,22 +84,30 @@ def parse_duration(value: object) -> DurationValue:
         return value
     if isinstance(value, timedelta):
         if value < timedelta(0):
-            raise _error(to_iso8601(-value), negative=True)
+            raise _error("-" + to_iso8601(-value), negative=True)
         return DurationValue(value)
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 0:
             raise _error(str(value), negative=True)
-        return DurationValue(timedelta(seconds=value), str(value))
+        return _build(str(value), seconds=value)
     if not isinstance(value, str):
         raise _error(repr(value))
     text = value.strip()
     if _SECONDS.fullmatch(text):
-        return DurationValue(timedelta(seconds=int(text)), text)
+        return _build(text, seconds=text)
     match = _ISO.fullmatch(text) or _SHORT.fullmatch(text)
     if match is None:
         raise _error(repr(value))
-    parts = {k: float(v) for k, v in match.groupdict().items() if v is not None}
-    return DurationValue(timedelta(**parts), text)
+    return _build(text, **{k: v for k, v in match.groupdict().items() if v is not None})
+
+
+def _build(text: str, **parts: str | int) -> DurationValue:
+    try:
+        return DurationValue(timedelta(**{unit: float(amount) for unit, amount in parts.items()}), text)
+    except (OverflowError, ValueError):
+        raise PydanticCustomError(
+            "duration_too_long", "is too long to be a duration (got {got})", {"got": text[:40]}
+        ) from None
 
 
 def _error(got: str, *, negative: bool = False) -> PydanticCustomError:

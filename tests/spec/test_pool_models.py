@@ -111,6 +111,19 @@ def test_duration_negative_seconds() -> None:
     assert caught.value.errors()[0]["msg"] == "must not be negative (got -5)"
 
 
+def test_duration_too_long_is_a_validation_error() -> None:
+    for text in (86_400_000_000_000, "9" * 400 + "s", "P9999999999D"):
+        with pytest.raises(ValidationError) as caught:
+            TypeAdapter(Duration).validate_python(text)
+        assert caught.value.errors()[0]["msg"].startswith("is too long to be a duration (got ")
+
+
+def test_negative_timedelta_is_rejected() -> None:
+    with pytest.raises(ValidationError) as caught:
+        TypeAdapter(Duration).validate_python(timedelta(minutes=-5))
+    assert caught.value.errors()[0]["msg"] == "must not be negative (got -PT5M)"
+
+
 def test_duration_keeps_its_text_and_dumps_iso() -> None:
     parsed = TypeAdapter(Duration).validate_python("1h30m")
     assert describe(parsed) == "1h30m"
