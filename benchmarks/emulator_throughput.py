@@ -114,7 +114,8 @@ async def rate(label: str, calls: int, concurrency: int, call: Callable[[int], A
     async def worker() -> None:
         nonlocal requests
         for index in queue:
-            requests += await call(index)
+            done = await call(index)
+            requests += done
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
