@@ -111,11 +111,12 @@ def reraise(errors: Iterable[ErrorDetails], prefix: tuple[str | int, ...] = ()) 
     for err in errors:
         ctx = err.get("ctx")
         try:
-            PydanticKnownError(cast(Any, err["type"]), ctx)
+            known = PydanticKnownError(cast(Any, err["type"]), ctx).message() == err["msg"]
         except (KeyError, TypeError, ValueError):
-            kind: str | PydanticCustomError = PydanticCustomError(err["type"], err["msg"], ctx)
-        else:
-            kind = err["type"]
+            known = False
+        kind: str | PydanticCustomError = (
+            err["type"] if known else PydanticCustomError(err["type"], err["msg"], ctx)
+        )
         detail = InitErrorDetails(type=kind, loc=(*prefix, *err["loc"]), input=err["input"])
         if ctx is not None and isinstance(kind, str):
             detail["ctx"] = ctx
@@ -319,7 +320,7 @@ class Account(SpecModel):
         if isinstance(self.auth, SharedKeyAuth) and self.batch_account_name is None:
             raise error_at(
                 ("account_name",),
-                "account_name_required",
+                "missing",
                 "required with shared_key auth: this batch_url does not name the account",
             )
         return self

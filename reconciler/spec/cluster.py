@@ -90,7 +90,7 @@ def parse_arm_id(value: str) -> ArmResourceId | None:
 def _required(dask_key: str) -> BeforeValidator:
     def check(value: Any) -> Any:
         if value is None:
-            raise PydanticCustomError("required", f"required (set it here or in dask config {dask_key})")
+            raise PydanticCustomError("missing", f"required (set it here or in dask config {dask_key})")
         return value
 
     return BeforeValidator(check)

@@ -361,3 +361,10 @@ def test_parse_arm_id() -> None:
     assert not parsed.is_a("Microsoft.Network", "virtualNetworks")
     assert parse_arm_id("vnet-dask") is None
     assert parse_arm_id(f"/subscriptions/{SUB}/resourceGroups/rg") is None
+
+
+def test_required_keys_are_reported_as_missing_for_the_loader() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Cluster.model_validate({k: v for k, v in REQUIRED.items() if k != "vnet"})
+    [error] = caught.value.errors()
+    assert (error["type"], error["loc"]) == ("missing", ("vnet",))

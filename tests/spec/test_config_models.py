@@ -173,6 +173,8 @@ def test_schedule_values() -> None:
     assert found == {"schedule.reconcile_interval": "must be at least 1 second (got 0s)"}
     found = errors({"schedule": {"reconcile_interval": "30s", "jitter": "30s"}})
     assert found == {"schedule.jitter": "must be shorter than reconcile_interval (30s), got 30s"}
+    found = errors({"schedule": {"reconcile_interval": "3s"}})
+    assert found == {"schedule.jitter": "must be shorter than reconcile_interval (3s), got PT5S"}
     assert "duration like" in errors({"schedule": {"jitter": "soon"}})["schedule.jitter"]
 
 
@@ -387,6 +389,9 @@ def test_shared_key_account_name_comes_from_the_url_or_account_name() -> None:
     assert errors(account(batch_url="http://127.0.0.1:8443", auth=key), Account) == {
         "account_name": "required with shared_key auth: this batch_url does not name the account"
     }
+    with pytest.raises(ValidationError) as caught:
+        Account.model_validate(account(batch_url="http://127.0.0.1:8443", auth=key))
+    assert caught.value.errors()[0]["type"] == "missing"
 
 
 def test_proxies() -> None:
