@@ -54,7 +54,8 @@ def _validate_keys(
             if message is None:
                 kept[name] = item
             else:
-                errors.append({"type": "invalid_name", "loc": (name,), "msg": message, "input": name})
+                where = name if isinstance(name, str) else repr(name)
+                errors.append({"type": "invalid_name", "loc": (where,), "msg": message, "input": name})
         value = kept
     try:
         result = handler(value)

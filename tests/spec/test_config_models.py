@@ -8,6 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from reconciler.spec.account import (
@@ -160,6 +162,11 @@ def test_pool_id_longer_than_64_is_rejected() -> None:
 def test_numeric_pool_key_is_taken_as_its_name() -> None:
     config = Config.model_validate(with_("pools", {123: pool()}))
     assert list(config.pools) == ["123"]
+
+
+def test_a_key_that_is_not_text_is_rejected() -> None:
+    assert errors(with_("pools", {None: pool()})) == {"pools.None": "must be a name (text)"}
+    assert errors({"clusters": {1.5: {}}}) == {"clusters.1.5": "must be a name (text)"}
 
 
 def test_bad_account_key_is_reported_at_the_key() -> None:
@@ -659,3 +666,41 @@ def test_pool_subnet_must_be_in_the_account_subscription() -> None:
     problems = cross_check(Config.model_validate(data))
     assert [p.path for p in problems] == [("pools", "p_id1", "network_configuration", "subnet_id")]
     assert problems[0].message.startswith(f"is in subscription {other}, but accounts.prod is in {SUB}")
+
+
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20)
+    | st.sampled_from(
+        ["default", "shared_key", "certificate", PROD_URL, "http://127.0.0.1:1/a", "*/0 * * * *", "60s", SUB]
+    )
+)
+_KEYS = (
+    st.text(max_size=8)
+    | st.integers()
+    | st.none()
+    | st.sampled_from(["method", "key", "batch_url", "auth", "vnet", "subnet", "id", "start", "basic_auth"])
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=4),
+    max_leaves=12,
+)
+_SECTIONS = ("azure", "accounts", "defaults", "pools", "clusters", "schedule", "safety", "metrics", "logging")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.fixed_dictionaries({}, optional=dict.fromkeys(_SECTIONS, _VALUES)))
+def test_any_document_gives_a_config_or_a_validation_error(data: dict[str, Any]) -> None:
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        errors_found = exc.errors()
+        config = None
+    if config is None:
+        assert errors_found
+    else:
+        assert all(isinstance(p, Problem) for p in cross_check(config))
