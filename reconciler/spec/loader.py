@@ -7,13 +7,16 @@ and nothing in a file can make the loader fail with anything other than a `Confi
 
 from __future__ import annotations
 
+import functools
 import os
 import traceback
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic.json_schema import PydanticJsonSchemaWarning
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
@@ -96,7 +99,7 @@ def load_model(
             problems.append(LocatedProblem.at(Position(_names(paths), 1, 1), "", "no config found"))
         raise ConfigError(problems)
     root = _with_defaults(root, env, cluster_defaults, problems)
-    schema = SchemaIndex(model.model_json_schema())
+    schema = _schema_index(model)
     report = ProblemReport(root)
     for node, message in unresolved:
         report.add(node, node.path, message)
@@ -118,6 +121,17 @@ def load_model(
         if not report.empty:
             raise ConfigError(report.problems())
     return config
+
+
+@functools.cache
+def _schema_index(model: type[BaseModel]) -> SchemaIndex:
+    """Built once per model: generating the JSON Schema costs more than loading a config."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PydanticJsonSchemaWarning)
+            return SchemaIndex(model.model_json_schema())
+    except Exception:
+        return SchemaIndex({})
 
 
 def _names(paths: Sequence[Path]) -> str:
