@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     ValidationError,
     ValidatorFunctionWrapHandler,
+    WithJsonSchema,
     WrapValidator,
     field_validator,
     model_validator,
@@ -141,7 +142,11 @@ def _tenant(value: str) -> str:
     )
 
 
-Guid = Annotated[str, BeforeValidator(lambda v: _guid(v) if isinstance(v, str) else v)]
+Guid = Annotated[
+    str,
+    BeforeValidator(lambda v: _guid(v) if isinstance(v, str) else v),
+    WithJsonSchema({"type": "string", "pattern": f"^{_GUID.pattern}$", "description": "A GUID."}),
+]
 """A GUID, lower-cased so that comparisons and hashes do not depend on how it was typed."""
 
 TenantId = Annotated[str, BeforeValidator(lambda v: _tenant(v) if isinstance(v, str) else v)]

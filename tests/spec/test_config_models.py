@@ -7,6 +7,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -511,6 +512,13 @@ def test_json_schema_is_produced_and_knows_the_sections() -> None:
     for method in ("certificate", "client_secret", "managed_identity", "azure_cli", "shared_key"):
         assert f'"{method}"' in text
     assert '"writeOnly": true' in text
+
+
+def test_json_schema_accepts_what_the_model_accepts_and_flags_a_bad_guid() -> None:
+    validator = jsonschema.Draft202012Validator(Config.model_json_schema())
+    assert list(validator.iter_errors(config_with_every_secret())) == []
+    bad = with_("accounts.prod.subscription_id", "not-a-guid")
+    assert [list(e.path) for e in validator.iter_errors(bad)] == [["accounts", "prod", "subscription_id"]]
 
 
 def test_json_schema_leaves_dask_supplied_cluster_keys_optional() -> None:
