@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
-from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import ValidationError, ValidatorFunctionWrapHandler, field_validator, model_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
 

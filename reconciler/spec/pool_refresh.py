@@ -9,7 +9,7 @@ import zoneinfo
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import field_validator
 from pydantic_core import PydanticCustomError
 
