@@ -1,0 +1,321 @@
+"""Virtual machines, their OS disks and network resources, driven through azure-mgmt-compute/-network."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ipaddress
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+from reconciler.emulator import Emulator
+from reconciler.emulator.arm.compute import CREATE_SECONDS
+
+RG = "rg-vms"
+FAST = 20_000.0  # simulated seconds per wall second: a 90 s VM create polls out in a few milliseconds
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Emulator]:
+    async with Emulator(time_scale=FAST) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+async def network(emu: Emulator) -> Any:
+    return emu.network_client(polling_interval=0)
+
+
+@pytest.fixture
+async def compute(emu: Emulator) -> Any:
+    return emu.compute_client(polling_interval=0)
+
+
+def nid(emu: Emulator, kind: str, name: str) -> str:
+    return f"/subscriptions/{emu.ctx.subscription_id}/resourceGroups/{RG}/providers/{kind}/{name}"
+
+
+async def make_network(emu: Emulator, network: Any, *, pip: bool = True, name: str = "nic1") -> Any:
+    await (
+        await network.virtual_networks.begin_create_or_update(
+            RG,
+            "vnet1",
+            {
+                "location": "japaneast",
+                "properties": {
+                    "addressSpace": {"addressPrefixes": ["10.1.0.0/16"]},
+                    "subnets": [{"name": "default", "properties": {"addressPrefix": "10.1.2.0/24"}}],
+                },
+            },
+        )
+    ).result()
+    await (
+        await network.network_security_groups.begin_create_or_update(
+            RG,
+            "nsg1",
+            {
+                "location": "japaneast",
+                "properties": {
+                    "securityRules": [
+                        {
+                            "name": "ssh",
+                            "properties": {
+                                "protocol": "Tcp",
+                                "sourcePortRange": "*",
+                                "destinationPortRange": "22",
+                                "sourceAddressPrefix": "*",
+                                "destinationAddressPrefix": "*",
+                                "access": "Allow",
+                                "priority": 100,
+                                "direction": "Inbound",
+                            },
+                        }
+                    ]
+                },
+            },
+        )
+    ).result()
+    config: dict[str, Any] = {
+        "subnet": {"id": nid(emu, "Microsoft.Network/virtualNetworks", "vnet1/subnets/default")}
+    }
+    if pip:
+        await (
+            await network.public_ip_addresses.begin_create_or_update(
+                RG, f"{name}-pip", {"location": "japaneast", "sku": {"name": "Standard"}}
+            )
+        ).result()
+        config["publicIPAddress"] = {"id": nid(emu, "Microsoft.Network/publicIPAddresses", f"{name}-pip")}
+    return await (
+        await network.network_interfaces.begin_create_or_update(
+            RG,
+            name,
+            {
+                "location": "japaneast",
+                "properties": {
+                    "ipConfigurations": [{"name": "ipconfig1", "properties": config}],
+                    "networkSecurityGroup": {
+                        "id": nid(emu, "Microsoft.Network/networkSecurityGroups", "nsg1")
+                    },
+                },
+            },
+        )
+    ).result()
+
+
+def vm_body(emu: Emulator, nic: str = "nic1", **properties: Any) -> dict[str, Any]:
+    return {
+        "location": "japaneast",
+        "tags": {"reconciler.managed-by": "test"},
+        "properties": {
+            "hardwareProfile": {"vmSize": "Standard_D4s_v5"},
+            "storageProfile": {
+                "imageReference": {
+                    "publisher": "canonical",
+                    "offer": "ubuntu-24_04-lts",
+                    "sku": "server",
+                    "version": "latest",
+                },
+                "osDisk": {
+                    "name": f"{nic}-os",
+                    "createOption": "FromImage",
+                    "managedDisk": {"storageAccountType": "Premium_LRS"},
+                },
+            },
+            "osProfile": {
+                "computerName": "vm1",
+                "adminUsername": "azureuser",
+                "customData": base64.b64encode(b"#cloud-config\n").decode(),
+                "linuxConfiguration": {"disablePasswordAuthentication": True},
+            },
+            "networkProfile": {
+                "networkInterfaces": [
+                    {
+                        "id": nid(emu, "Microsoft.Network/networkInterfaces", nic),
+                        "properties": {"primary": True},
+                    }
+                ]
+            },
+            **properties,
+        },
+    }
+
+
+def code(error: HttpResponseError) -> str | None:
+    return error.error.code if error.error is not None else None
+
+
+def power_state(view: Any) -> str:
+    return str(next(s.code for s in view.statuses if s.code.startswith("PowerState/")))
+
+
+async def test_vm_with_nic_public_ip_and_os_disk_created_and_torn_down(
+    emu: Emulator, network: Any, compute: Any
+) -> None:
+    nic = await make_network(emu, network)
+    address = nic.ip_configurations[0].private_ip_address
+    assert ipaddress.ip_address(address) in ipaddress.ip_network("10.1.2.0/24")
+    assert address == "10.1.2.4"
+
+    vm = await (await compute.virtual_machines.begin_create_or_update(RG, "vm1", vm_body(emu))).result()
+    assert vm.provisioning_state == "Succeeded"
+    assert vm.os_profile.custom_data is None
+    assert vm.storage_profile.os_disk.name == "nic1-os"
+
+    fetched = await compute.virtual_machines.get(RG, "vm1", expand="instanceView")
+    assert power_state(fetched.instance_view) == "PowerState/running"
+    assert fetched.tags == {"reconciler.managed-by": "test"}
+    attached = await network.network_interfaces.get(RG, "nic1")
+    assert attached.virtual_machine.id.lower() == vm.id.lower()
+    pip = await network.public_ip_addresses.get(RG, "nic1-pip")
+    assert pip.ip_address
+    assert pip.ip_configuration.id.lower().endswith("nic1/ipconfigurations/ipconfig1")
+    disk = await compute.disks.get(RG, "nic1-os")
+    assert disk.managed_by.lower() == vm.id.lower()
+    assert disk.disk_state == "Attached"
+    assert [d.name async for d in compute.disks.list_by_resource_group(RG)] == ["nic1-os"]
+    assert [v.name async for v in compute.virtual_machines.list(RG)] == ["vm1"]
+    assert [v.name async for v in compute.virtual_machines.list_all()] == ["vm1"]
+
+    with pytest.raises(HttpResponseError) as in_use:
+        await network.network_interfaces.begin_delete(RG, "nic1")
+    assert code(in_use.value) == "NicInUse"
+    assert in_use.value.status_code == 400
+    with pytest.raises(HttpResponseError) as pip_in_use:
+        await network.public_ip_addresses.begin_delete(RG, "nic1-pip")
+    assert code(pip_in_use.value) == "PublicIPAddressInUse"
+    with pytest.raises(HttpResponseError) as subnet_in_use:
+        await network.subnets.begin_delete(RG, "vnet1", "default")
+    assert code(subnet_in_use.value) == "InUseSubnetCannotBeDeleted"
+    with pytest.raises(HttpResponseError) as disk_attached:
+        await compute.disks.begin_delete(RG, "nic1-os")
+    assert disk_attached.value.status_code == 409
+
+    await (await compute.virtual_machines.begin_delete(RG, "vm1", force_deletion=True)).result()
+    with pytest.raises(ResourceNotFoundError):
+        await compute.virtual_machines.get(RG, "vm1")
+    assert (await compute.disks.get(RG, "nic1-os")).disk_state == "Unattached"
+    assert (await network.network_interfaces.get(RG, "nic1")).virtual_machine is None
+
+    await (await network.network_interfaces.begin_delete(RG, "nic1")).result()
+    await (await network.public_ip_addresses.begin_delete(RG, "nic1-pip")).result()
+    await (await compute.disks.begin_delete(RG, "nic1-os")).result()
+    await (await network.virtual_networks.begin_delete(RG, "vnet1")).result()
+    assert [d async for d in compute.disks.list_by_resource_group(RG)] == []
+    assert [n async for n in network.network_interfaces.list(RG)] == []
+    with pytest.raises(ResourceNotFoundError):
+        await network.public_ip_addresses.get(RG, "nic1-pip")
+
+
+async def test_deallocate_and_start_move_the_power_state(emu: Emulator, network: Any, compute: Any) -> None:
+    await make_network(emu, network)
+    await (await compute.virtual_machines.begin_create_or_update(RG, "vm1", vm_body(emu))).result()
+    await (await compute.virtual_machines.begin_deallocate(RG, "vm1")).result()
+    assert power_state(await compute.virtual_machines.instance_view(RG, "vm1")) == "PowerState/deallocated"
+    await (await compute.virtual_machines.begin_start(RG, "vm1")).result()
+    assert power_state(await compute.virtual_machines.instance_view(RG, "vm1")) == "PowerState/running"
+
+
+async def test_creation_follows_the_simulated_clock(emu: Emulator, network: Any, compute: Any) -> None:
+    await make_network(emu, network)
+    emu.clock.time_scale = 1.0
+    await compute.virtual_machines.begin_create_or_update(RG, "vm1", vm_body(emu))
+    assert (await compute.virtual_machines.get(RG, "vm1")).provisioning_state == "Creating"
+    emu.clock.advance(CREATE_SECONDS / 2)
+    assert (await compute.virtual_machines.get(RG, "vm1")).provisioning_state == "Creating"
+    emu.clock.advance(CREATE_SECONDS / 2)
+    vm = await compute.virtual_machines.get(RG, "vm1", expand="instanceView")
+    assert vm.provisioning_state == "Succeeded"
+    assert power_state(vm.instance_view) == "PowerState/running"
+
+
+@pytest.mark.parametrize(("policy", "deleted"), [("Deallocate", False), ("Delete", True)])
+async def test_spot_eviction_follows_the_eviction_policy(
+    emu: Emulator, network: Any, compute: Any, policy: str, deleted: bool
+) -> None:
+    await make_network(emu, network, pip=False)
+    body = vm_body(emu, priority="Spot", evictionPolicy=policy, billingProfile={"maxPrice": -1})
+    vm = await (await compute.virtual_machines.begin_create_or_update(RG, "spot1", body)).result()
+    assert (vm.priority, vm.eviction_policy, vm.billing_profile.max_price) == ("Spot", policy, -1)
+    emu.arm.evict(RG, "spot1")
+    if deleted:
+        with pytest.raises(ResourceNotFoundError):
+            await compute.virtual_machines.get(RG, "spot1")
+        with pytest.raises(ResourceNotFoundError):
+            await compute.disks.get(RG, "nic1-os")
+        assert (await network.network_interfaces.get(RG, "nic1")).virtual_machine is None
+    else:
+        view = await compute.virtual_machines.instance_view(RG, "spot1")
+        assert power_state(view) == "PowerState/deallocated"
+
+
+async def test_simulate_eviction_through_the_sdk(emu: Emulator, network: Any, compute: Any) -> None:
+    await make_network(emu, network, pip=False)
+    body = vm_body(emu, priority="Spot", evictionPolicy="Deallocate")
+    await (await compute.virtual_machines.begin_create_or_update(RG, "spot1", body)).result()
+    await compute.virtual_machines.simulate_eviction(RG, "spot1")
+    assert power_state(await compute.virtual_machines.instance_view(RG, "spot1")) == "PowerState/deallocated"
+
+
+async def test_failed_provisioning_is_reported_by_the_poller_and_the_vm(
+    emu: Emulator, network: Any, compute: Any
+) -> None:
+    await make_network(emu, network, pip=False)
+    emu.arm.fail_next_vm_create("vm1", code="OSProvisioningTimedOut")
+    with pytest.raises(HttpResponseError, match="OSProvisioningTimedOut"):
+        await (await compute.virtual_machines.begin_create_or_update(RG, "vm1", vm_body(emu))).result()
+    vm = await compute.virtual_machines.get(RG, "vm1", expand="instanceView")
+    assert vm.provisioning_state == "Failed"
+    assert vm.instance_view.statuses[0].code == "ProvisioningState/failed/OSProvisioningTimedOut"
+
+
+async def test_invalid_requests_get_arm_errors(emu: Emulator, network: Any, compute: Any) -> None:
+    with pytest.raises(HttpResponseError) as missing_nic:
+        await compute.virtual_machines.begin_create_or_update(RG, "vm1", vm_body(emu, nic="absent"))
+    assert (missing_nic.value.status_code, code(missing_nic.value)) == (400, "InvalidResourceReference")
+    await make_network(emu, network, pip=False)
+    body = vm_body(emu)
+    body["properties"]["osProfile"]["customData"] = "A" * 87_384
+    with pytest.raises(HttpResponseError) as too_big:
+        await compute.virtual_machines.begin_create_or_update(RG, "vm1", body)
+    assert (too_big.value.status_code, code(too_big.value)) == (400, "InvalidParameter")
+    with pytest.raises(HttpResponseError) as bad_subnet:
+        await network.network_interfaces.begin_create_or_update(
+            RG,
+            "nic2",
+            {
+                "location": "japaneast",
+                "properties": {
+                    "ipConfigurations": [
+                        {
+                            "name": "c",
+                            "properties": {
+                                "subnet": {
+                                    "id": nid(emu, "Microsoft.Network/virtualNetworks", "vnet1/subnets/none")
+                                }
+                            },
+                        }
+                    ]
+                },
+            },
+        )
+    assert code(bad_subnet.value) == "InvalidResourceReference"
+    with pytest.raises(ResourceNotFoundError) as no_group:
+        await compute.virtual_machines.get("rg-nobody-used", "vm1")
+    assert code(no_group.value) == "ResourceGroupNotFound"
+    with pytest.raises(ResourceNotFoundError) as no_vm:
+        await compute.virtual_machines.get(RG, "vm-absent")
+    assert code(no_vm.value) == "ResourceNotFound"
+
+
+async def test_sync_clients_work_from_a_thread(emu: Emulator, network: Any) -> None:
+    await make_network(emu, network, pip=False)
+    compute = emu.compute_client(aio=False, polling_interval=0)
+
+    def create_and_list() -> list[str]:
+        compute.virtual_machines.begin_create_or_update(RG, "vm1", vm_body(emu)).result()
+        return [vm.name for vm in compute.virtual_machines.list(RG)]
+
+    assert await asyncio.to_thread(create_and_list) == ["vm1"]
