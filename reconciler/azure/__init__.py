@@ -1,0 +1,1 @@
+"""The only package that calls Azure: credentials, SDK clients, error classification and observation."""

@@ -1,0 +1,17 @@
+"""Pool metadata the reconciler writes into Azure, so that what it knows survives restarts.
+
+Only pools carrying `MANAGED_BY` are ever changed or deleted; `SPEC_HASH` says which spec built the pool;
+`REFRESH_REQUESTED_AT` is a pending refresh, done once the pool was created after it.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+MANAGED_BY: Final = "reconciler.managed-by"
+SPEC_HASH: Final = "reconciler.spec-hash"
+REFRESH_REQUESTED_AT: Final = "reconciler.refresh-requested-at"
+MANAGED_BY_VALUE: Final = "reconciler"
+"""The value written under MANAGED_BY; any value marks the pool as ours when read back."""
+
+ALL: Final = frozenset({MANAGED_BY, SPEC_HASH, REFRESH_REQUESTED_AT})
