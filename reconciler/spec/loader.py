@@ -481,7 +481,13 @@ def _as_mapping(node: Node) -> Node:
 
 
 def _check_keyvault_fields(root: Node, schema: SchemaIndex, report: ProblemReport) -> None:
+    """Lazy secrets go only where a model expects a `Secret`; elsewhere nothing would ever reveal them.
+
+    `defaults.pool` is skipped: its values are checked where they land, in each pool.
+    """
     for path, node in root.walk():
+        if path[:2] == ("defaults", "pool"):
+            continue
         if isinstance(node.value, Secret) and schema.known(path) and not schema.is_secret(path):
             report.add(
                 node,

@@ -188,3 +188,48 @@ def test_secret_values_never_appear_in_errors(write: WriteFile, load: Load, auth
     for shown in (str(caught.value), repr(caught.value), repr(caught.value.problems)):
         assert "S3CRET-literal" not in shown
         assert "k3y-VALUE-42" not in shown
+
+
+REGISTRY_DEFAULTS = """\
+defaults:
+  pool:
+    virtual_machine_configuration:
+      container_configuration:
+        type: dockerCompatible
+        container_registries:
+          - registry_server: myregistry.azurecr.io
+            username: ${keyvault:https://myvault.vault.azure.net/secrets/registry-user}
+            password: ${keyvault:https://myvault.vault.azure.net/secrets/batch-key}
+pools:
+  p1:
+    account: prod
+    vm_size: standard_d4s_v3
+    target_dedicated_nodes: 1
+    virtual_machine_configuration:
+      image_reference: {publisher: microsoft-dsvm, offer: ubuntu-hpc, sku: "2204", version: latest}
+      node_agent_sku_id: batch.node.ubuntu 22.04
+"""
+
+
+def test_keyvault_in_defaults_is_checked_where_it_lands(write: WriteFile, problems: Problems) -> None:
+    text = _account("${env:BATCH_KEY}") + REGISTRY_DEFAULTS
+    path = write("x.yaml", text)
+    line = text.count("\n", 0, text.index("${keyvault")) + 1
+    assert problems(path) == [
+        f"{path}:{line}:23: defaults.pool.virtual_machine_configuration.container_configuration"
+        ".container_registries[0].username: a ${keyvault:...} reference is only allowed in secret fields"
+        " (passwords, keys) (inherited by pools.p1)"
+    ]
+
+
+def test_keyvault_in_defaults_for_a_secret_field(write: WriteFile, load: Load, keyvault: Any) -> None:
+    text = _account("${env:BATCH_KEY}") + REGISTRY_DEFAULTS.replace(
+        "${keyvault:https://myvault.vault.azure.net/secrets/registry-user}", "reader"
+    )
+    config = load(write("x.yaml", text))
+    vm = config.pools["p1"].virtual_machine_configuration
+    assert vm.container_configuration is not None
+    [registry] = vm.container_configuration.container_registries or []
+    assert keyvault.calls == []
+    assert registry.password is not None
+    assert registry.password.reveal() == "vault-SECRET-value"
