@@ -10,7 +10,7 @@ from aiohttp import web
 from reconciler.emulator.arm.errors import ArmError, group_not_found, not_found
 from reconciler.emulator.arm.http import api_version, base_url, json_response
 from reconciler.emulator.arm.lro import Operations, Progress, retry_headers
-from reconciler.emulator.arm.store import META, Resource, ResourceStore, key_of, public
+from reconciler.emulator.arm.store import META, TRANSITIONAL, Resource, ResourceStore, key_of, public
 from reconciler.emulator.context import EmulatorContext
 
 
@@ -115,7 +115,7 @@ class ArmState:
     ) -> web.Response:
         body = public(resource)
         remaining = self.store.remaining(resource)
-        if remaining <= 0:
+        if body.get("properties", {}).get("provisioningState") not in TRANSITIONAL:
             return json_response(body, 201 if created else 200)
         operation_id = self.operations.start("put", resource["id"], provider, resource.get("location", ""))
         headers = self.operations.headers(
