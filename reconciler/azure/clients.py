@@ -54,6 +54,8 @@ class AzureClients:
 
     `credentials` given by the caller stay theirs to close; otherwise the holder makes and closes its own.
     `client_options` go to every client constructor (e.g. `retry_total`, a test transport).
+    `arm_scope` overrides the token scope of management calls, `<arm_endpoint>/.default` by default, for an
+    endpoint whose token audience differs from its URL.
     """
 
     def __init__(
@@ -63,12 +65,14 @@ class AzureClients:
         credentials: Credentials | None = None,
         caller: str = DEFAULT_CALLER,
         client_options: Mapping[str, Any] | None = None,
+        arm_scope: str | None = None,
     ) -> None:
         self._config = config
         self._own_credentials = credentials is None
         self._credentials = credentials if credentials is not None else Credentials(config.azure)
         self.caller = caller
         self._options = dict(client_options or {})
+        self._arm_scope = arm_scope or f"{config.azure.arm_endpoint}/.default"
         self._batch: dict[str, Any] = {}
         self._mgmt: dict[tuple[type[Any], str], Any] = {}
 
@@ -118,12 +122,11 @@ class AzureClients:
     def _management(self, kind: type[_Mgmt], subscription_id: str) -> _Mgmt:
         client = self._mgmt.get((kind, subscription_id))
         if client is None:
-            arm = self._config.azure.arm_endpoint
             client = kind(
                 self._credentials.arm(),
                 subscription_id,
-                base_url=arm,
-                credential_scopes=[f"{arm}/.default"],
+                base_url=self._config.azure.arm_endpoint,
+                credential_scopes=[self._arm_scope],
                 **self._common(),
             )
             self._mgmt[kind, subscription_id] = client
