@@ -95,8 +95,6 @@ def load_model(
         if tree is not None:
             root = tree if root is None else merger.merge(root, tree)
     if problems or root is None:
-        if not problems:
-            problems.append(LocatedProblem.at(Position(_names(paths), 1, 1), "", "no config found"))
         raise ConfigError(problems)
     root = _with_defaults(root, env, cluster_defaults, problems)
     schema = _schema_index(model)
@@ -132,10 +130,6 @@ def _schema_index(model: type[BaseModel]) -> SchemaIndex:
             return SchemaIndex(model.model_json_schema())
     except Exception:
         return SchemaIndex({})
-
-
-def _names(paths: Sequence[Path]) -> str:
-    return ", ".join(str(p) for p in paths) or "(no paths)"
 
 
 def _sources(paths: Sequence[Path], problems: list[LocatedProblem]) -> list[tuple[str, Path]]:
@@ -209,8 +203,6 @@ def _read(
     try:
         tree = builder.document(text)
     except _Abort:
-        return None
-    if tree is None:
         return None
     _resolve_references(tree, path.parent, env, keyvault, unresolved)
     return tree
@@ -299,7 +291,10 @@ class _Builder:
         self.problems.append(LocatedProblem.at(self.position(mark), "", message))
         return _Abort()
 
-    def document(self, text: str) -> Node | None:
+    def document(self, text: str) -> Node:
+        too_deep = _deep_flow_at(text, MAX_DEPTH)
+        if too_deep is not None:
+            raise self.fail(_offset_mark(text, too_deep), f"nested deeper than {MAX_DEPTH} levels")
         yaml = YAML(typ="rt", pure=True)
         try:
             documents = list(yaml.compose_all(text))
@@ -316,14 +311,13 @@ class _Builder:
         except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
             raise self.fail(None, f"YAML cannot be read ({type(exc).__name__})") from None
         documents = [d for d in documents if d is not None]
-        if not documents:
-            return None
         if len(documents) > 1:
             raise self.fail(documents[1].start_mark, "a config file holds one YAML document, not several")
-        top = documents[0]
+        top = documents[0] if documents else None
+        if top is None or (isinstance(top, ScalarNode) and str(top.tag).endswith(":null")):
+            # An empty file (or one of comments only) adds nothing, like an empty mapping.
+            return Node({}, Position(self.display, 1, 1), ())
         if not isinstance(top, MappingNode):
-            if isinstance(top, ScalarNode) and str(top.tag).endswith(":null"):
-                return None
             raise self.fail(top.start_mark, "the top level must be a mapping (key: value)")
         return self.build(top, (), None, 0)
 
@@ -399,6 +393,37 @@ class _Builder:
             return sign * int(digits, 10)
         except ValueError:
             raise self.fail(node.start_mark, "number is too long") from None
+
+
+def _deep_flow_at(text: str, limit: int) -> int | None:
+    """Offset where `[`/`{` nesting first exceeds `limit`, outside quotes and comments.
+
+    ruamel's scanner takes quadratic time in flow nesting, so a hostile `[[[[...` is refused before
+    it is parsed. Approximate (an apostrophe in plain text hides brackets up to the next quote):
+    whatever slips past still meets the depth limit when the tree is built.
+    """
+    depth = 0
+    quote = ""
+    comment = False
+    previous = "\n"
+    for offset, char in enumerate(text):
+        if comment:
+            comment = char != "\n"
+        elif quote:
+            if char == quote and not (quote == '"' and previous == "\\"):
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and previous in " \t\n":
+            comment = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return offset
+        elif char in "]}":
+            depth = max(0, depth - 1)
+        previous = char
+    return None
 
 
 def _float(text: str) -> float:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +106,19 @@ def test_nested_documents(folder: Path, document: Any) -> None:
     _load(folder, _dump(document))
 
 
+@functools.cache
+def _example_text() -> str:
+    return EXAMPLE.read_text()
+
+
 def _example() -> dict[str, Any]:
-    loaded: dict[str, Any] = YAML(typ="safe", pure=True).load(EXAMPLE.read_text())
+    loaded: dict[str, Any] = json.loads(_example_json())
     return loaded
+
+
+@functools.cache
+def _example_json() -> str:
+    return json.dumps(YAML(typ="safe", pure=True).load(_example_text()), default=str)
 
 
 def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -150,7 +162,7 @@ def test_example_loads_unchanged(folder: Path) -> None:
     assert isinstance(_load(folder, EXAMPLE.read_text()), Config)
 
 
-@examples(200)
+@examples(120)
 @given(
     data=st.data(),
     operation=st.sampled_from(["delete", "replace", "rename", "swap"]),
