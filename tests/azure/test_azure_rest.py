@@ -275,3 +275,18 @@ def test_select_lists_state_and_every_compared_property_once() -> None:
         assert name in POOL_SELECT
     for name in ("account", "refresh", "suspend", "deletionProtection", "url", "stats"):
         assert name not in POOL_SELECT
+
+
+def test_values_are_spelled_as_the_spec_spells_them() -> None:
+    body = {
+        "id": "p",
+        "resizeTimeout": "PT60M",
+        "taskSchedulingPolicy": {"nodeFillType": "Pack"},
+        "startTask": {"commandLine": "x", "userIdentity": {"autoUser": {"elevationLevel": "Admin"}}},
+        "networkConfiguration": {"publicIPAddressConfiguration": {"provision": "BatchManaged"}},
+    }
+    view = canonical_from_rest(body)
+    assert view["resize_timeout"] == "PT1H"
+    assert view["task_scheduling_policy"] == {"node_fill_type": "pack"}
+    assert view["start_task"]["user_identity"] == {"auto_user": {"elevation_level": "admin"}}
+    assert view["network_configuration"] == {"public_ip_address_configuration": {"provision": "batchmanaged"}}
