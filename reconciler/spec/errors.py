@@ -235,8 +235,8 @@ def translate(error: ValidationError, schema: SchemaIndex, report: ProblemReport
             for item in next(iter(members.values())):
                 _report(item, schema, report)
             continue
-        best = max(members.values(), key=lambda items: (max(i.depth for i in items), -len(items)))
-        if max(i.depth for i in best) > 0:
+        best = max(members.values(), key=_fit)
+        if _fit(best)[:2] != (0, False):
             for item in best:
                 _report(item, schema, report)
             continue
@@ -248,6 +248,14 @@ def translate(error: ValidationError, schema: SchemaIndex, report: ProblemReport
         else:
             text = "does not match any allowed form: " + "; ".join(messages)
         report.add(head.node, head.data_path, text)
+
+
+_SHAPE_ERRORS = frozenset({"missing", "extra_forbidden", "union_tag_invalid", "union_tag_not_found"})
+
+
+def _fit(items: list[_Located]) -> tuple[int, bool, int]:
+    """How well a union member matched: errors deeper inside, or only about keys, mean it was meant."""
+    return (max(i.depth for i in items), all(i.error["type"] in _SHAPE_ERRORS for i in items), -len(items))
 
 
 def _flat(members: Mapping[str | int, list[_Located]]) -> list[_Located]:

@@ -391,6 +391,15 @@ def test_union_errors_follow_the_member_that_matched_best(write: WriteFile) -> N
     ]
 
 
+def test_union_errors_of_a_mapping_name_the_missing_key(write: WriteFile) -> None:
+    text = "thing:\n  other: 1\n"
+    path = write("s.yaml", text)
+    assert _standin_problems(write, text) == [
+        f"{path}:1:1: thing: missing required key 'size'",
+        f"{path}:2:3: thing.other: unknown key 'other'",
+    ]
+
+
 def test_load_model_accepts_a_standin(write: WriteFile) -> None:
     loaded: Any = load_model([write("s.yaml", "value: [1, 2]\nthing: {size: 3}\n")], _Standin, env={})
     assert loaded.value == [1, 2]
