@@ -8,7 +8,6 @@ does in Azure.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from reconciler.emulator.batch.autoscale_errors import FormulaError
@@ -258,26 +257,3 @@ def parse(source: str) -> list[Statement]:
     if len(source.encode("utf-8")) > MAX_FORMULA_CHARS:
         raise FormulaError(f"a formula may be at most {MAX_FORMULA_CHARS} bytes long")
     return _Parser(tokenize(source)).statements()
-
-
-def walk(expr: Expr, visit: Callable[[Expr], None]) -> None:
-    """Call `visit` on `expr` and every expression inside it, in source order."""
-    visit(expr)
-    children: tuple[Expr, ...]
-    match expr:
-        case Unary(operand=operand):
-            children = (operand,)
-        case Binary(left=left, right=right):
-            children = (left, right)
-        case Ternary(condition=c, then=t, otherwise=o):
-            children = (c, t, o)
-        case Call(args=args):
-            children = args
-        case Member(target=target):
-            children = (target,)
-        case MethodCall(target=target, args=args):
-            children = (target, *args)
-        case _:
-            children = ()
-    for child in children:
-        walk(child, visit)
