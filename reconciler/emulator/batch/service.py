@@ -1,58 +1,858 @@
 """The Batch service state shared by the data plane and by ARM's `batchAccounts/pools`.
 
-Both faces speak data-plane REST JSON (camelCase dicts) to it so one pool is one object whatever the
-caller.
+Both faces speak data-plane REST JSON (camelCase dicts) to it, so one pool is one object whatever the
+caller. Time is evaluated lazily: every call first replays the transitions that fell due (a heap keyed by
+simulated time), so nothing polls in the background and idle pools cost nothing.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
+from dataclasses import asdict, dataclass, fields
 from typing import Any
+from urllib.parse import quote, urlencode
 
+from reconciler.emulator.batch import validation as check
+from reconciler.emulator.batch.accounts import AccountState
+from reconciler.emulator.batch.autoscale import AutoScaleInputs, FormulaError, evaluate, validate
+from reconciler.emulator.batch.bodies import (
+    job_body,
+    metadata_url,
+    node_body,
+    node_counts,
+    pool_body,
+    task_body,
+)
 from reconciler.emulator.batch.errors import BatchServiceError
-from reconciler.emulator.context import EmulatorContext
+from reconciler.emulator.batch.jobs import Job, Task, job_defaults, task_defaults
+from reconciler.emulator.batch.nodes import Node
+from reconciler.emulator.batch.odata import Predicate, parse_filter, parse_select, project
+from reconciler.emulator.batch.pools import Pool, Timings
+from reconciler.emulator.batch.state import dump_accounts, load_accounts
+from reconciler.emulator.batch.timefmt import iso
+from reconciler.emulator.context import AccountSettings, EmulatorContext
+
+MAX_RESULTS = 1000
+ENABLE_AUTOSCALE_SPACING = 30.0
+SAMPLE_SECONDS = 30.0
+MAX_SAMPLES = 180
+
+_UPDATABLE = (
+    "displayName",
+    "vmSize",
+    "enableInterNodeCommunication",
+    "startTask",
+    "certificateReferences",
+    "applicationPackageReferences",
+    "metadata",
+    "virtualMachineConfiguration",
+    "targetNodeCommunicationMode",
+    "taskSlotsPerNode",
+    "taskSchedulingPolicy",
+    "networkConfiguration",
+    "resourceTags",
+    "userAccounts",
+    "mountConfiguration",
+    "upgradePolicy",
+)
+
+
+@dataclass
+class Page:
+    """One page of a list: the items and, when more remain, the `odata.nextLink` query."""
+
+    items: list[dict[str, Any]]
+    next_query: dict[str, str] | None
+
+
+def _not_found(kind: str, what: str) -> BatchServiceError:
+    return BatchServiceError(404, f"{kind}NotFound", f"The specified {what} does not exist.")
+
+
+def _being_deleted() -> BatchServiceError:
+    return BatchServiceError(409, "PoolBeingDeleted", "The specified pool has been marked for deletion.")
+
+
+def _being_resized() -> BatchServiceError:
+    return BatchServiceError(409, "PoolBeingResized", "The specified pool is currently being resized.")
 
 
 class BatchService:
     name = "batch"
 
-    def __init__(self, ctx: EmulatorContext) -> None:
+    def __init__(self, ctx: EmulatorContext, timings: Timings | None = None) -> None:
         self.ctx = ctx
-        ctx.register(self)
+        self.clock = ctx.clock
+        self.timings = timings or Timings()
+        self._accounts: dict[str, AccountState] = {}
+        self._heap: list[tuple[float, int, str, str]] = []
+        self._serial = itertools.count()
+        self._bases: dict[str, str] = {}
+        ctx.parts.setdefault(self.name, self)
 
-    def _todo(self) -> BatchServiceError:
-        return BatchServiceError(501, "NotImplemented", "not yet implemented")
+    # ---- plumbing ----
+
+    def now(self) -> float:
+        return self.clock.monotonic()
+
+    def account(self, name: str) -> AccountState:
+        state = self._accounts.get(name)
+        if state is None:
+            settings = self.ctx.accounts.get(name)
+            if settings is None:
+                raise BatchServiceError(404, "AccountNotFound", f"The Batch account '{name}' does not exist.")
+            state = AccountState(settings, self.clock, self.timings)
+            self._accounts[name] = state
+        return state
+
+    def note_base_url(self, account: str, base: str) -> None:
+        self._bases[account] = base
+
+    def base_url(self, account: str) -> str:
+        return self._bases.get(account, f"http://127.0.0.1/{account}")
+
+    def sync(self) -> None:
+        """Replay every transition that fell due since the last call."""
+        now = self.now()
+        while self._heap and self._heap[0][0] <= now:
+            due, _, account, key = heapq.heappop(self._heap)
+            pool = self._accounts[account].pools.get(key) if account in self._accounts else None
+            if pool is None or pool.scheduled_at != due:
+                continue
+            pool.scheduled_at = None
+            pool.advance_to(now, self._autoscale_run)
+            self._reschedule(pool)
+
+    def _reschedule(self, pool: Pool) -> None:
+        if pool.gone:
+            return
+        due = pool.next_event()
+        if due is None:
+            pool.scheduled_at = None
+        elif due != pool.scheduled_at:
+            pool.scheduled_at = due
+            heapq.heappush(self._heap, (due, next(self._serial), pool.account.name, pool.key))
+
+    def _settle(self, pool: Pool) -> None:
+        pool.advance_to(self.now(), self._autoscale_run)
+        self._reschedule(pool)
+
+    def pool(self, account: str, pool_id: str) -> Pool:
+        self.sync()
+        found = self.account(account).pools.get(pool_id.lower())
+        if found is None:
+            raise _not_found("Pool", "pool")
+        return found
+
+    def _active_pool(self, account: str, pool_id: str) -> Pool:
+        pool = self.pool(account, pool_id)
+        if pool.state == "deleting":
+            raise _being_deleted()
+        return pool
+
+    # ---- pools ----
 
     def create_pool(
         self, account: str, body: dict[str, Any], *, identity: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        raise self._todo()
+        return pool_body(self.add_pool(account, body, identity=identity), self.base_url(account))
+
+    def add_pool(self, account: str, body: dict[str, Any], *, identity: dict[str, Any] | None = None) -> Pool:
+        self.sync()
+        state = self.account(account)
+        pool_id = check.require_id(body)
+        existing = state.pools.get(pool_id.lower())
+        if existing is not None:
+            if existing.state == "deleting":
+                raise _being_deleted()
+            raise BatchServiceError(409, "PoolExists", "The specified pool already exists.")
+        if len(state.pools) >= state.settings.pool_quota:
+            raise BatchServiceError(
+                409, "PoolQuotaReached", "The pool quota for the specified account has been reached."
+            )
+        if not body.get("vmSize"):
+            raise check.missing("vmSize")
+        check.resize_timeout(body)
+        dedicated = check.node_count(body, "targetDedicatedNodes")
+        low_priority = check.node_count(body, "targetLowPriorityNodes")
+        autoscale = bool(body.get("enableAutoScale"))
+        if autoscale:
+            if dedicated is not None or low_priority is not None:
+                name = "targetDedicatedNodes" if dedicated is not None else "targetLowPriorityNodes"
+                raise check.invalid(
+                    name, body.get(name), "Node targets cannot be set when autoscale is enabled"
+                )
+            if not body.get("autoScaleFormula"):
+                raise check.missing("autoScaleFormula")
+            check.autoscale_interval(body)
+            self._validate_formula(str(body["autoScaleFormula"]))
+        slots = body.get("taskSlotsPerNode", 1)
+        if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= 256:
+            raise check.invalid("taskSlotsPerNode", slots, "The value must be between 1 and 256")
+        spec = self._pool_spec(body)
+        now = self.now()
+        pool = Pool(state, spec, now, state.new_etag(), identity=_pool_identity(identity))
+        pool.state_time = pool.allocation_time = pool.last_modified = now
+        state.add_pool(pool)
+        if autoscale:
+            pool.autoscale_enabled_at = now
+            pool.autoscale_next = now + pool.autoscale_interval()
+            self._autoscale_run(pool, now)
+        else:
+            pool.target_dedicated, pool.target_low_priority = dedicated or 0, low_priority or 0
+            if pool.target_dedicated or pool.target_low_priority:
+                pool.start_resize(now, "requeue")
+        self._settle(pool)
+        return pool
+
+    @staticmethod
+    def _pool_spec(body: dict[str, Any]) -> dict[str, Any]:
+        spec = {k: v for k, v in body.items() if k not in ("targetDedicatedNodes", "targetLowPriorityNodes")}
+        spec.setdefault("resizeTimeout", "PT15M")
+        spec["enableAutoScale"] = bool(spec.get("enableAutoScale"))
+        if spec["enableAutoScale"]:
+            spec.setdefault("autoScaleEvaluationInterval", "PT15M")
+        spec.setdefault("enableInterNodeCommunication", False)
+        if "startTask" in spec:
+            spec["startTask"] = check.start_task_defaults(spec["startTask"])
+        spec.setdefault("taskSlotsPerNode", 1)
+        spec.setdefault("taskSchedulingPolicy", {"nodeFillType": "spread"})
+        return spec
 
     def get_pool(self, account: str, pool_id: str) -> dict[str, Any]:
-        raise self._todo()
+        return pool_body(self.pool(account, pool_id), self.base_url(account))
 
     def list_pools(self, account: str) -> list[dict[str, Any]]:
-        raise self._todo()
+        self.sync()
+        base = self.base_url(account)
+        return [pool_body(p, base, element=False) for p in self.account(account).pools_after(None)]
+
+    def list_pool_page(
+        self,
+        account: str,
+        base: str,
+        *,
+        filter_text: str | None = None,
+        select: str | None = None,
+        max_results: int | None = None,
+        skip: str | None = None,
+    ) -> Page:
+        self.sync()
+        predicate = parse_filter(filter_text)
+        fields_ = parse_select(select)
+        limit = _limit(max_results)
+        items: list[dict[str, Any]] = []
+        last: str | None = None
+        for pool in self.account(account).pools_after(skip):
+            if predicate is not None and not predicate(_pool_row(pool)):
+                continue
+            if len(items) == limit:
+                return Page(items, _next_query(last, filter_text, select, max_results))
+            items.append(project(pool_body(pool, base, element=False), fields_))
+            last = pool.key
+        return Page(items, None)
 
     def patch_pool(self, account: str, pool_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        raise self._todo()
+        pool = self._active_pool(account, pool_id)
+        for key in _UPDATABLE:
+            if key in body:
+                value = body[key]
+                pool.spec[key] = check.start_task_defaults(value) if key == "startTask" else value
+        pool.touch(self.now())
+        return pool_body(pool, self.base_url(account))
+
+    def replace_pool(self, account: str, pool_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        pool = self._active_pool(account, pool_id)
+        for key in ("certificateReferences", "applicationPackageReferences", "metadata"):
+            if key not in body:
+                raise check.missing(key)
+            pool.spec[key] = body[key]
+        if body.get("startTask"):
+            pool.spec["startTask"] = check.start_task_defaults(body["startTask"])
+        else:
+            pool.spec.pop("startTask", None)
+        if "targetNodeCommunicationMode" in body:
+            pool.spec["targetNodeCommunicationMode"] = body["targetNodeCommunicationMode"]
+        pool.touch(self.now())
+        return pool_body(pool, self.base_url(account))
 
     def resize_pool(self, account: str, pool_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        raise self._todo()
+        pool = self._active_pool(account, pool_id)
+        if pool.autoscale:
+            raise BatchServiceError(
+                409,
+                "OperationInvalidForCurrentState",
+                "The specified operation is not valid for the current state of the resource: "
+                "the pool has automatic scaling enabled.",
+            )
+        if pool.allocation_state != "steady":
+            raise _being_resized()
+        dedicated = check.node_count(body, "targetDedicatedNodes")
+        low_priority = check.node_count(body, "targetLowPriorityNodes")
+        timeout = check.resize_timeout(body)
+        option = check.deallocation_option(body)
+        if "resizeTimeout" in body:
+            pool.spec["resizeTimeout"] = body["resizeTimeout"]
+        if dedicated is not None:
+            pool.target_dedicated = dedicated
+        if low_priority is not None:
+            pool.target_low_priority = low_priority
+        pool.start_resize(self.now(), option, timeout)
+        self._settle(pool)
+        return pool_body(pool, self.base_url(account))
 
     def stop_resize(self, account: str, pool_id: str) -> dict[str, Any]:
-        raise self._todo()
+        pool = self._active_pool(account, pool_id)
+        if pool.allocation_state == "resizing":
+            pool.stop_resize(self.now())
+            self._settle(pool)
+        return pool_body(pool, self.base_url(account))
+
+    def remove_nodes(self, account: str, pool_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        pool = self._active_pool(account, pool_id)
+        if pool.allocation_state != "steady":
+            raise _being_resized()
+        wanted = body.get("nodeList")
+        if not isinstance(wanted, list) or not wanted:
+            raise check.missing("nodeList")
+        if len(wanted) > 100:
+            raise check.invalid("nodeList", len(wanted), "At most 100 nodes can be removed at a time")
+        timeout = check.resize_timeout(body)
+        option = check.deallocation_option(body)
+        victims: list[Node] = []
+        for node_id in wanted:
+            node = pool.nodes.get(str(node_id))
+            if node is None:
+                raise _not_found("Node", "node")
+            if not node.leaving:
+                victims.append(node)
+        now = self.now()
+        pool.target_dedicated -= min(pool.target_dedicated, sum(1 for n in victims if n.dedicated))
+        pool.target_low_priority -= min(pool.target_low_priority, sum(1 for n in victims if not n.dedicated))
+        pool.start_resize(now, option, timeout)
+        pool.remove_nodes(victims, option, now)
+        self._settle(pool)
+        return pool_body(pool, self.base_url(account))
 
     def enable_autoscale(self, account: str, pool_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        raise self._todo()
+        pool = self._active_pool(account, pool_id)
+        if pool.allocation_state != "steady":
+            raise _being_resized()
+        now = self.now()
+        if (
+            pool.autoscale_enabled_at is not None
+            and now - pool.autoscale_enabled_at < ENABLE_AUTOSCALE_SPACING
+        ):
+            raise BatchServiceError(
+                409,
+                "TooManyEnableAutoScaleRequests",
+                "Enable AutoScale requests for the same pool must be separated by at least 30 seconds.",
+            )
+        formula = body.get("autoScaleFormula") or (
+            pool.spec.get("autoScaleFormula") if pool.autoscale else None
+        )
+        if not formula:
+            raise check.missing("autoScaleFormula")
+        check.autoscale_interval(body)
+        self._validate_formula(str(formula))
+        pool.spec["enableAutoScale"] = True
+        pool.spec["autoScaleFormula"] = str(formula)
+        pool.spec["autoScaleEvaluationInterval"] = body.get("autoScaleEvaluationInterval") or pool.spec.get(
+            "autoScaleEvaluationInterval", "PT15M"
+        )
+        pool.autoscale_enabled_at = now
+        pool.autoscale_next = now + pool.autoscale_interval()
+        pool.touch(now)
+        self._autoscale_run(pool, now)
+        self._settle(pool)
+        return pool_body(pool, self.base_url(account))
 
     def disable_autoscale(self, account: str, pool_id: str) -> dict[str, Any]:
-        raise self._todo()
+        pool = self._active_pool(account, pool_id)
+        pool.spec["enableAutoScale"] = False
+        for key in ("autoScaleFormula", "autoScaleEvaluationInterval"):
+            pool.spec.pop(key, None)
+        pool.autoscale_next = None
+        pool.autoscale_run = None
+        pool.touch(self.now())
+        self._reschedule(pool)
+        return pool_body(pool, self.base_url(account))
+
+    def evaluate_autoscale(self, account: str, pool_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        pool = self._active_pool(account, pool_id)
+        if not pool.autoscale:
+            raise BatchServiceError(
+                409,
+                "OperationInvalidForCurrentState",
+                "The specified operation is not valid for the current state of the resource: "
+                "automatic scaling is not enabled on the pool.",
+            )
+        formula = body.get("autoScaleFormula")
+        if not formula:
+            raise check.missing("autoScaleFormula")
+        self._validate_formula(str(formula))
+        run = self._formula_run(pool, str(formula), self.now())[0]
+        return {"odata.metadata": metadata_url(self.base_url(account), _AUTOSCALE_RUN), **run}
 
     def delete_pool(self, account: str, pool_id: str) -> None:
-        raise self._todo()
+        pool = self._active_pool(account, pool_id)
+        pool.begin_delete(self.now())
+        self._settle(pool)
+
+    # ---- autoscale ----
+
+    @staticmethod
+    def _validate_formula(formula: str) -> None:
+        try:
+            validate(formula)
+        except FormulaError as err:
+            raise BatchServiceError(
+                400, err.code, f"The autoscale formula is invalid: {err.message}", {"Message": err.message}
+            ) from err
+
+    def _formula_run(self, pool: Pool, formula: str, at: float) -> tuple[dict[str, Any], Any]:
+        queue = pool.account.queues.get(pool.key) or []
+        active, running = len(queue), pool.running_tasks()
+        count = min(MAX_SAMPLES, int((at - pool.created) // SAMPLE_SECONDS) + 1)
+        samples = {
+            "ActiveTasks": [float(active)] * count,
+            "RunningTasks": [float(running)] * count,
+            "PendingTasks": [float(active + running)] * count,
+            "CurrentDedicatedNodes": [float(pool.count(True))] * count,
+            "CurrentLowPriorityNodes": [float(pool.count(False))] * count,
+            "SampleNodeCount": [float(len(pool.nodes))] * count,
+        }
+        inputs = AutoScaleInputs(
+            current_dedicated=pool.count(True),
+            current_low_priority=pool.count(False),
+            target_dedicated=pool.target_dedicated,
+            target_low_priority=pool.target_low_priority,
+            samples=samples,
+            now=self.clock.at(at),
+        )
+        stamp = iso(self.clock.at(at))
+        try:
+            outcome = evaluate(formula, inputs)
+        except FormulaError as err:
+            values = [{"name": "Message", "value": err.message}]
+            return {
+                "timestamp": stamp,
+                "error": {"code": err.code, "message": err.message, "values": values},
+            }, None
+        return {"timestamp": stamp, "results": outcome.results}, outcome
+
+    def _autoscale_run(self, pool: Pool, at: float) -> None:
+        if not pool.autoscale or pool.state != "active":
+            return
+        run, outcome = self._formula_run(pool, str(pool.spec.get("autoScaleFormula", "")), at)
+        pool.autoscale_run = run
+        pool.touch(at)
+        if outcome is None or pool.allocation_state != "steady":
+            return
+        pool.target_dedicated = outcome.target_dedicated
+        pool.target_low_priority = outcome.target_low_priority
+        kept_dedicated = sum(1 for n in pool.nodes.values() if n.dedicated and not n.leaving)
+        kept_low = sum(1 for n in pool.nodes.values() if not n.dedicated and not n.leaving)
+        if (kept_dedicated, kept_low) != (pool.target_dedicated, pool.target_low_priority):
+            pool.start_resize(at, outcome.node_deallocation_option or "requeue")
+
+    # ---- nodes ----
+
+    def list_node_page(
+        self,
+        account: str,
+        pool_id: str,
+        base: str,
+        *,
+        filter_text: str | None = None,
+        select: str | None = None,
+        max_results: int | None = None,
+        skip: str | None = None,
+    ) -> Page:
+        pool = self.pool(account, pool_id)
+        predicate = parse_filter(filter_text)
+        rows = [node_body(pool, node, base, element=False) for node in pool.nodes.values()]
+        return _page(rows, predicate, parse_select(select), max_results, skip, filter_text, select)
+
+    def get_node(self, account: str, pool_id: str, node_id: str, base: str) -> dict[str, Any]:
+        pool = self.pool(account, pool_id)
+        node = pool.nodes.get(node_id)
+        if node is None:
+            raise _not_found("Node", "node")
+        return node_body(pool, node, base)
+
+    def list_node_counts(
+        self,
+        account: str,
+        *,
+        filter_text: str | None = None,
+        max_results: int | None = None,
+        skip: str | None = None,
+    ) -> Page:
+        self.sync()
+        predicate = parse_filter(filter_text)
+        limit = _limit(max_results)
+        items: list[dict[str, Any]] = []
+        last: str | None = None
+        for pool in self.account(account).pools_after(skip):
+            row = {
+                "poolId": pool.id,
+                "dedicated": node_counts([n for n in pool.nodes.values() if n.dedicated]),
+                "lowPriority": node_counts([n for n in pool.nodes.values() if not n.dedicated]),
+            }
+            if predicate is not None and not predicate(row):
+                continue
+            if len(items) == limit:
+                return Page(items, _next_query(last, filter_text, None, max_results))
+            items.append(row)
+            last = pool.key
+        return Page(items, None)
+
+    # ---- jobs and tasks ----
+
+    def create_job(self, account: str, body: dict[str, Any]) -> Job:
+        self.sync()
+        state = self.account(account)
+        job_id = check.require_id(body)
+        if job_id.lower() in state.jobs:
+            raise BatchServiceError(409, "JobExists", "The specified job already exists.")
+        pool_info = body.get("poolInfo")
+        if not isinstance(pool_info, dict):
+            raise check.missing("poolInfo")
+        if not pool_info.get("poolId"):
+            raise check.invalid("poolInfo", pool_info, "The emulator runs jobs on an existing pool id only")
+        now = self.now()
+        job = Job(job_defaults(body), now, state.new_etag(), state_time=now, last_modified=now)
+        state.jobs[job_id.lower()] = job
+        return job
+
+    def job(self, account: str, job_id: str) -> Job:
+        self.sync()
+        job = self.account(account).jobs.get(job_id.lower())
+        if job is None:
+            raise _not_found("Job", "job")
+        return job
+
+    def job_body(self, account: str, job: Job, base: str, *, element: bool = True) -> dict[str, Any]:
+        return job_body(job, base, self.clock.at, element=element)
+
+    def list_job_page(
+        self,
+        account: str,
+        base: str,
+        *,
+        filter_text: str | None = None,
+        select: str | None = None,
+        max_results: int | None = None,
+        skip: str | None = None,
+    ) -> Page:
+        self.sync()
+        rows = [job_body(j, base, self.clock.at, element=False) for j in self.account(account).jobs.values()]
+        return _page(
+            rows, parse_filter(filter_text), parse_select(select), max_results, skip, filter_text, select
+        )
+
+    def delete_job(self, account: str, job_id: str) -> None:
+        job = self.job(account, job_id)
+        state = self.account(account)
+        now = self.now()
+        queue = state.queues.get(job.pool_id.lower(), [])
+        queue[:] = [t for t in queue if t.job_id != job.id]
+        pool = state.pools.get(job.pool_id.lower())
+        for task in job.tasks.values():
+            if task.state == "running" and pool is not None and task.node_id in pool.nodes:
+                node = pool.nodes[task.node_id]
+                if task in node.running:
+                    node.running.remove(task)
+                    pool._settle(node, now)
+        del state.jobs[job.id.lower()]
+        if pool is not None:
+            pool.schedule_tasks(now)
+            self._settle(pool)
+
+    def add_task(self, account: str, job_id: str, body: dict[str, Any]) -> Task:
+        job = self.job(account, job_id)
+        task = self._new_task(account, job, body)
+        self._enqueue(account, job, [task])
+        return task
+
+    def add_tasks(self, account: str, job_id: str, body: dict[str, Any], base: str) -> dict[str, Any]:
+        job = self.job(account, job_id)
+        values = body.get("value")
+        if not isinstance(values, list):
+            raise check.missing("value")
+        if len(values) > 100:
+            raise BatchServiceError(
+                413, "RequestBodyTooLarge", "The request body is too large: at most 100 tasks per collection."
+            )
+        results: list[dict[str, Any]] = []
+        added: list[Task] = []
+        for item in values:
+            task_id = item.get("id") if isinstance(item, dict) else None
+            try:
+                task = self._new_task(account, job, item if isinstance(item, dict) else {})
+            except BatchServiceError as err:
+                results.append(
+                    {
+                        "status": "clienterror",
+                        "taskId": str(task_id or ""),
+                        "error": {
+                            "code": err.code,
+                            "message": {"lang": "en-US", "value": err.message},
+                            "values": [{"key": k, "value": v} for k, v in err.values.items()],
+                        },
+                    }
+                )
+                continue
+            added.append(task)
+            results.append(
+                {
+                    "status": "success",
+                    "taskId": task.id,
+                    "eTag": task.etag,
+                    "lastModified": iso(self.clock.at(task.last_modified)),
+                    "location": f"{base}/jobs/{job.id}/tasks/{task.id}",
+                }
+            )
+        self._enqueue(account, job, added)
+        return {"odata.metadata": metadata_url(base, "taskaddresult"), "value": results}
+
+    def _new_task(self, account: str, job: Job, body: dict[str, Any]) -> Task:
+        task_id = check.require_id(body)
+        if not body.get("commandLine"):
+            raise check.missing("commandLine")
+        if task_id.lower() in job.tasks:
+            raise BatchServiceError(409, "TaskExists", "The specified task already exists.")
+        now = self.now()
+        state = self.account(account)
+        task = Task(job.id, task_defaults(body), now, state.new_etag(), state_time=now, last_modified=now)
+        job.tasks[task_id.lower()] = task
+        return task
+
+    def _enqueue(self, account: str, job: Job, tasks: list[Task]) -> None:
+        state = self.account(account)
+        key = job.pool_id.lower()
+        state.queues.setdefault(key, []).extend(tasks)
+        pool = state.pools.get(key)
+        if pool is not None:
+            pool.schedule_tasks(self.now())
+            self._settle(pool)
+
+    def task(self, account: str, job_id: str, task_id: str) -> Task:
+        task = self.job(account, job_id).tasks.get(task_id.lower())
+        if task is None:
+            raise _not_found("Task", "task")
+        return task
+
+    def task_body(self, task: Task, base: str, *, element: bool = True) -> dict[str, Any]:
+        return task_body(task, base, self.clock.at, element=element)
+
+    def list_task_page(
+        self,
+        account: str,
+        job_id: str,
+        base: str,
+        *,
+        filter_text: str | None = None,
+        select: str | None = None,
+        max_results: int | None = None,
+        skip: str | None = None,
+    ) -> Page:
+        job = self.job(account, job_id)
+        rows = [task_body(t, base, self.clock.at, element=False) for t in job.tasks.values()]
+        return _page(
+            rows, parse_filter(filter_text), parse_select(select), max_results, skip, filter_text, select
+        )
+
+    def task_counts(self, account: str, job_id: str, base: str) -> dict[str, Any]:
+        job = self.job(account, job_id)
+        counts = dict.fromkeys(("active", "running", "completed", "succeeded", "failed"), 0)
+        slots = dict(counts)
+        for task in job.tasks.values():
+            kinds = ["completed", "succeeded" if task.result == "success" else "failed"]
+            for kind in [task.state] if task.state in ("active", "running") else kinds:
+                counts[kind] += 1
+                slots[kind] += task.slots
+            if task.state == "preparing":
+                counts["running"] += 1
+                slots["running"] += task.slots
+        return {
+            "odata.metadata": metadata_url(base, "taskcountsresult/@Element"),
+            "taskCounts": counts,
+            "taskSlotCounts": slots,
+        }
+
+    # ---- admin controls ----
+
+    def set_quotas(
+        self,
+        account: str,
+        *,
+        dedicated_cores: int | None = None,
+        low_priority_cores: int | None = None,
+        pools: int | None = None,
+    ) -> AccountSettings:
+        settings = self.account(account).settings
+        if dedicated_cores is not None:
+            settings.dedicated_core_quota = dedicated_cores
+        if low_priority_cores is not None:
+            settings.low_priority_core_quota = low_priority_cores
+        if pools is not None:
+            settings.pool_quota = pools
+        return settings
+
+    def fail_start_tasks(self, account: str, pool_id: str, count: int = 1) -> None:
+        """The next `count` nodes allocated to the pool fail their start task (and stay unusable)."""
+        failures = self.account(account).start_task_failures
+        failures[pool_id.lower()] = failures.get(pool_id.lower(), 0) + count
+
+    def occupy_nodes(
+        self, account: str, pool_id: str, tasks: int, seconds: float, job_id: str | None = None
+    ) -> str:
+        """Give the pool real work: a job with `tasks` tasks of `sleep <seconds>`."""
+        state = self.account(account)
+        job_id = job_id or f"emulator-occupy-{pool_id}-{len(state.jobs) + 1}"
+        job = state.jobs.get(job_id.lower()) or self.create_job(
+            account, {"id": job_id, "poolInfo": {"poolId": pool_id}}
+        )
+        new = [
+            self._new_task(
+                account, job, {"id": f"task-{len(job.tasks) + 1:05d}", "commandLine": f"sleep {seconds:g}"}
+            )
+            for _ in range(tasks)
+        ]
+        self._enqueue(account, job, new)
+        return job.id
+
+    def set_timings(self, **durations: float) -> Timings:
+        names = {f.name for f in fields(Timings)}
+        for key, value in durations.items():
+            if key not in names:
+                raise ValueError(f"unknown timing {key!r}; known: {sorted(names)}")
+            setattr(self.timings, key, float(value))
+        return self.timings
+
+    def describe(self) -> dict[str, Any]:
+        """The whole Batch state as the data plane would show it, for the admin dump."""
+        self.sync()
+        out: dict[str, Any] = {"timings": asdict(self.timings), "accounts": {}}
+        for name, state in self._accounts.items():
+            base = self.base_url(name)
+            out["accounts"][name] = {
+                "quotas": {
+                    "dedicatedCores": state.settings.dedicated_core_quota,
+                    "lowPriorityCores": state.settings.low_priority_core_quota,
+                    "pools": state.settings.pool_quota,
+                },
+                "pools": [
+                    {
+                        **pool_body(p, base, element=False),
+                        "nodes": [node_body(p, n, base, element=False) for n in p.nodes.values()],
+                    }
+                    for p in state.pools_after(None)
+                ],
+                "jobs": [
+                    {
+                        **job_body(j, base, self.clock.at, element=False),
+                        "tasks": [task_body(t, base, self.clock.at, element=False) for t in j.tasks.values()],
+                    }
+                    for j in state.jobs.values()
+                ],
+            }
+        return out
+
+    # ---- persistence ----
 
     def dump(self) -> dict[str, Any]:
-        return {}
+        self.sync()
+        return {"timings": asdict(self.timings), "accounts": dump_accounts(self._accounts)}
 
     def load(self, data: dict[str, Any]) -> None:
+        for key, value in (data.get("timings") or {}).items():
+            if hasattr(self.timings, key):
+                setattr(self.timings, key, float(value))
+        self._accounts = load_accounts(data.get("accounts") or {}, self.account)
+        self._heap.clear()
+        for state in self._accounts.values():
+            for pool in state.pools.values():
+                pool.scheduled_at = None
+                self._reschedule(pool)
+
+
+_AUTOSCALE_RUN = "Microsoft.Azure.Batch.Protocol.Entities.AutoScaleRun"
+
+
+def _pool_identity(identity: dict[str, Any] | None) -> dict[str, Any] | None:
+    """ARM spells user-assigned identities as a map; the data plane lists them."""
+    if not identity:
         return None
+    assigned = identity.get("userAssignedIdentities")
+    if isinstance(assigned, dict):
+        listed = [{"resourceId": rid, **(props or {})} for rid, props in assigned.items()]
+        return {"type": identity.get("type", "UserAssigned"), "userAssignedIdentities": listed}
+    return identity
+
+
+def _pool_row(pool: Pool) -> dict[str, Any]:
+    """The properties `$filter` may test, without rendering the whole pool."""
+    return {
+        "id": pool.id,
+        "state": pool.state,
+        "allocationState": pool.allocation_state,
+        "vmSize": pool.vm_size,
+        "displayName": pool.spec.get("displayName"),
+        "enableAutoScale": pool.autoscale,
+        "currentDedicatedNodes": pool.count(True),
+        "currentLowPriorityNodes": pool.count(False),
+        "targetDedicatedNodes": pool.target_dedicated,
+        "targetLowPriorityNodes": pool.target_low_priority,
+    }
+
+
+def _limit(max_results: int | None) -> int:
+    if max_results is None:
+        return MAX_RESULTS
+    if not 1 <= max_results <= MAX_RESULTS:
+        raise BatchServiceError(
+            400,
+            "OutOfRangeQueryParameterValue",
+            "A query parameter in the request URL is out of range.",
+            {"QueryParameterName": "maxresults", "QueryParameterValue": str(max_results)},
+        )
+    return max_results
+
+
+def _next_query(
+    last: str | None, filter_text: str | None, select: str | None, max_results: int | None
+) -> dict[str, str]:
+    query = {"$skiptoken": last or ""}
+    if max_results is not None:
+        query["maxresults"] = str(max_results)
+    if filter_text:
+        query["$filter"] = filter_text
+    if select:
+        query["$select"] = select
+    return query
+
+
+def _page(
+    rows: list[dict[str, Any]],
+    predicate: Predicate | None,
+    fields_: list[str] | None,
+    max_results: int | None,
+    skip: str | None,
+    filter_text: str | None,
+    select: str | None,
+) -> Page:
+    """Paging for the short lists (nodes, jobs, tasks): the skip token is an offset into the filtered rows."""
+    limit = _limit(max_results)
+    matching = [r for r in rows if predicate is None or predicate(r)]
+    start = int(skip) if skip and skip.isdigit() else 0
+    chunk = [project(r, fields_) for r in matching[start : start + limit]]
+    more = start + limit < len(matching)
+    return Page(chunk, _next_query(str(start + limit), filter_text, select, max_results) if more else None)
+
+
+def next_link(base: str, path: str, api_version: str, query: dict[str, str]) -> str:
+    return f"{base}/{path}?" + urlencode({"api-version": api_version, **query}, quote_via=quote)
