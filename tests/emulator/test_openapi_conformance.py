@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import AsyncIterable, AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.batch import models
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from openapi import BATCH_SPEC, BatchOpenApi, OpenApiValidationPolicy
+
+from reconciler.emulator import Emulator
+from reconciler.emulator.batch.routes import ROUTES
 
 EXAMPLES = sorted(path for path in BATCH_SPEC.parent.glob("*_*.json"))
 POOL_URL = "http://127.0.0.1:8777/demo/pools/pool1"
@@ -144,3 +151,136 @@ def test_malformed_headers_and_bodies_fail(spec: BatchOpenApi) -> None:
     with pytest.raises(AssertionError, match="the response has no body"):
         policy.check("GET", POOL_URL, 200, {}, b"")
     assert policy.check("GET", POOL_URL, 200, {}, None) == "Pools_GetPool"  # streamed: not read, not judged
+
+
+# ---- the emulator, through the real aio SDK client, with the policy in its pipeline ----
+
+IMAGE = models.BatchVmImageReference(
+    publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"
+)
+VM = models.VirtualMachineConfiguration(image_reference=IMAGE, node_agent_sku_id="batch.node.ubuntu 22.04")
+SETTLE = 20 * 60  # simulated seconds: enough for allocation, resizes and deletes to finish
+
+
+@pytest.fixture
+async def validated(emulator: Emulator) -> AsyncIterator[tuple[Any, OpenApiValidationPolicy]]:
+    policy = OpenApiValidationPolicy()
+    # After the retry policy and inside the SDK's error policy, so error bodies are validated too.
+    async with emulator.batch_client(per_retry_policies=[policy]) as client:
+        yield client, policy
+
+
+async def collect(pages: AsyncIterable[Any]) -> list[Any]:
+    return [item async for item in pages]
+
+
+def new_pool(pool_id: str, dedicated: int = 0, **extra: Any) -> models.BatchPoolCreateOptions:
+    return models.BatchPoolCreateOptions(
+        id=pool_id,
+        vm_size="standard_d2s_v3",
+        virtual_machine_configuration=VM,
+        target_dedicated_nodes=dedicated,
+        **extra,
+    )
+
+
+async def test_every_served_operation_conforms(
+    emulator: Emulator, validated: tuple[Any, OpenApiValidationPolicy]
+) -> None:
+    client, policy = validated
+    served = {operation for _, _, operation, _ in ROUTES}
+    assert served <= policy.spec.operation_ids, "the emulator serves operations the document lacks"
+
+    await client.create_pool(
+        new_pool("conf-a", 2, metadata=[models.BatchMetadataItem(name="team", value="x")])
+    )
+    await client.create_pool(new_pool("conf-b"))
+    with pytest.raises(ResourceExistsError):
+        await client.create_pool(new_pool("conf-a"))
+    emulator.clock.advance(SETTLE)
+
+    pools = await collect(client.list_pools(max_results=1))
+    assert [pool.id for pool in pools] == ["conf-a", "conf-b"]
+    assert [
+        p.id for p in await collect(client.list_pools(filter="id eq 'conf-b'", select=["id", "state"]))
+    ] == ["conf-b"]
+    pool = await client.get_pool("conf-a", select=["id", "allocationState", "currentDedicatedNodes"])
+    assert (pool.allocation_state, pool.current_dedicated_nodes) == ("steady", 2)
+    assert await client.pool_exists("conf-a")
+    with pytest.raises(ResourceNotFoundError):  # azure-batch 15.1 raises on the documented 404
+        await client.pool_exists("conf-missing")
+    with pytest.raises(ResourceNotFoundError):
+        await client.get_pool("conf-missing")
+
+    await client.update_pool("conf-a", models.BatchPoolUpdateOptions(metadata=[]))
+    # The document requires certificateReferences; azure-batch 15.1's model no longer has the field.
+    replace: dict[str, Any] = {"certificateReferences": [], "applicationPackageReferences": []}
+    replace["metadata"] = []
+    await client.replace_pool_properties("conf-a", models.BatchPoolReplaceOptions(replace))
+
+    nodes = await collect(client.list_nodes("conf-a"))
+    assert len(nodes) == 2
+    await client.get_node("conf-a", nodes[0].id)
+    counts = await collect(client.list_pool_node_counts())
+    assert {c.pool_id for c in counts} == {"conf-a", "conf-b"}
+
+    await client.create_job(
+        models.BatchJobCreateOptions(id="conf-job", pool_info=models.BatchPoolInfo(pool_id="conf-a"))
+    )
+    await client.create_task("conf-job", models.BatchTaskCreateOptions(id="t1", command_line="sleep 120"))
+    group = models.BatchTaskGroup(
+        task_values=[models.BatchTaskCreateOptions(id=f"t{i}", command_line="sleep 60") for i in (2, 3)]
+    )
+    await client.create_task_collection("conf-job", group)
+    emulator.clock.advance(30)
+    assert {t.id for t in await collect(client.list_tasks("conf-job"))} == {"t1", "t2", "t3"}
+    await client.get_task("conf-job", "t1")
+    await client.get_job("conf-job")
+    await collect(client.list_jobs())
+    await client.get_job_task_counts("conf-job")
+
+    await client.begin_resize_pool("conf-a", models.BatchPoolResizeOptions(target_dedicated_nodes=4))
+    with pytest.raises(ResourceExistsError):  # 409 PoolBeingResized
+        await client.begin_resize_pool("conf-a", models.BatchPoolResizeOptions(target_dedicated_nodes=5))
+    await client.begin_stop_pool_resize("conf-a")
+    emulator.clock.advance(SETTLE)
+    node_ids = [node.id for node in await collect(client.list_nodes("conf-a"))]
+    await client.begin_remove_nodes("conf-a", models.BatchNodeRemoveOptions(node_ids=node_ids[:1]))
+    emulator.clock.advance(SETTLE)
+
+    await client.enable_pool_auto_scale(
+        "conf-b",
+        models.BatchPoolEnableAutoScaleOptions(
+            auto_scale_formula="$TargetDedicatedNodes = 1",
+            auto_scale_evaluation_interval=timedelta(minutes=5),
+        ),
+    )
+    run = await client.evaluate_pool_auto_scale(
+        "conf-b",
+        models.BatchPoolEvaluateAutoScaleOptions(auto_scale_formula="$TargetDedicatedNodes = 2; x = 3"),
+    )
+    assert (
+        run.results == "$TargetDedicatedNodes=2;$TargetLowPriorityNodes=0;$NodeDeallocationOption=requeue;x=3"
+    )
+    with pytest.raises(HttpResponseError) as bad_formula:
+        await client.evaluate_pool_auto_scale(
+            "conf-b",
+            models.BatchPoolEvaluateAutoScaleOptions(auto_scale_formula="$TargetDedicatedNodes = foo(2)"),
+        )
+    assert bad_formula.value.status_code == 400
+    autoscaled = await client.get_pool("conf-b")
+    assert autoscaled.enable_auto_scale
+    assert autoscaled.auto_scale_run is not None
+    await client.disable_pool_auto_scale("conf-b")
+
+    await client.begin_delete_job("conf-job")
+    await client.begin_delete_pool("conf-a")
+    with pytest.raises(ResourceExistsError):  # 409 PoolBeingDeleted
+        await client.begin_resize_pool("conf-a", models.BatchPoolResizeOptions(target_dedicated_nodes=1))
+    await client.begin_delete_pool("conf-b")
+    emulator.clock.advance(SETTLE)
+    assert await collect(client.list_pools()) == []
+
+    assert served - policy.seen == set(), "served operations this test did not exercise"
+    errors = {status for (_, status) in policy.statuses if status >= 400}
+    assert {400, 404, 409} <= errors
