@@ -89,6 +89,9 @@ class BatchPoolsProvider:
 
     def _render(self, account: AccountSettings, pool: dict[str, Any]) -> dict[str, Any]:
         extras = self.extras.get(self._key(account, pool["id"]), {})
+        spelled = extras.get("vmSize")
+        if spelled and str(spelled).lower() == str(pool.get("vmSize", "")).lower():
+            pool = {**pool, "vmSize": spelled}  # ARM echoes the size as the caller spelled it
         return pool_to_arm(
             pool,
             self._resource_id(account, pool["id"]),
@@ -179,7 +182,7 @@ class BatchPoolsProvider:
             create_body(pool_id, properties),
             identity=identity_to_data_plane(identity),
         )
-        extras: dict[str, Any] = {}
+        extras: dict[str, Any] = {"vmSize": properties.get("vmSize")}
         if identity:
             extras["identity"] = pool_to_arm(
                 {"id": pool_id, "identity": identity_to_data_plane(identity)}, ""

@@ -139,7 +139,10 @@ def properties_to_data_plane(properties: dict[str, Any]) -> dict[str, Any]:
         if key == "deploymentConfiguration":
             vm_config = (value or {}).get("virtualMachineConfiguration")
             if vm_config is not None:
-                body["virtualMachineConfiguration"] = _enums(vm_config, to_arm=False)
+                converted = _enums(vm_config, to_arm=False)
+                if "nodeAgentSkuId" in converted:
+                    converted["nodeAgentSKUId"] = converted.pop("nodeAgentSkuId")
+                body["virtualMachineConfiguration"] = converted
         elif key == "interNodeCommunication":
             body["enableInterNodeCommunication"] = str(value).lower() == "enabled"
         elif key == "networkConfiguration":
@@ -204,9 +207,10 @@ def pool_to_arm(
         pool.get("taskSchedulingPolicy") or {"nodeFillType": "spread"}, to_arm=True
     )
     if pool.get("virtualMachineConfiguration") is not None:
-        props["deploymentConfiguration"] = {
-            "virtualMachineConfiguration": _enums(pool["virtualMachineConfiguration"], to_arm=True)
-        }
+        vm_config = _enums(pool["virtualMachineConfiguration"], to_arm=True)
+        if "nodeAgentSKUId" in vm_config:
+            vm_config["nodeAgentSkuId"] = vm_config.pop("nodeAgentSKUId")
+        props["deploymentConfiguration"] = {"virtualMachineConfiguration": vm_config}
     if pool.get("enableAutoScale"):
         auto = {"formula": pool.get("autoScaleFormula", "")}
         if pool.get("autoScaleEvaluationInterval"):
