@@ -264,10 +264,11 @@ class BatchService:
 
     def replace_pool(self, account: str, pool_id: str, body: dict[str, Any]) -> dict[str, Any]:
         pool = self._active_pool(account, pool_id)
-        for key in ("certificateReferences", "applicationPackageReferences", "metadata"):
+        for key in ("applicationPackageReferences", "metadata"):
             if key not in body:
                 raise check.missing(key)
             pool.spec[key] = body[key]
+        pool.spec["certificateReferences"] = body.get("certificateReferences") or []
         if body.get("startTask"):
             pool.spec["startTask"] = check.start_task_defaults(body["startTask"])
         else:
@@ -337,8 +338,6 @@ class BatchService:
 
     def enable_autoscale(self, account: str, pool_id: str, body: dict[str, Any]) -> dict[str, Any]:
         pool = self._active_pool(account, pool_id)
-        if pool.allocation_state != "steady":
-            raise _being_resized()
         now = self.now()
         if (
             pool.autoscale_enabled_at is not None
@@ -349,6 +348,8 @@ class BatchService:
                 "TooManyEnableAutoScaleRequests",
                 "Enable AutoScale requests for the same pool must be separated by at least 30 seconds.",
             )
+        if pool.allocation_state != "steady" and not pool.autoscale:
+            raise _being_resized()
         formula = body.get("autoScaleFormula") or (
             pool.spec.get("autoScaleFormula") if pool.autoscale else None
         )
