@@ -84,7 +84,9 @@ def emulator(
         list[str] | None,
         typer.Option("--account", help="Batch account NAME[=KEY]; repeatable. Default: one account 'demo'."),
     ] = None,
-    time_scale: Annotated[float, typer.Option(help="Simulated time runs N times faster than wall time.")] = 1.0,
+    time_scale: Annotated[
+        float, typer.Option(help="Simulated time runs N times faster than wall time.")
+    ] = 1.0,
     state_file: Annotated[Path | None, typer.Option(help="Persist state here across restarts.")] = None,
     connection_file: Annotated[
         Path | None, typer.Option(help="Write endpoints, keys and credentials here once listening.")
@@ -104,6 +106,70 @@ def emulator(
             connection_file=connection_file,
         )
     )
+
+
+ConfigOption = Annotated[
+    list[Path],
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="RECONCILER_CONFIG",
+        help="Config file or directory; repeatable. Default: $RECONCILER_CONFIG or /etc/reconciler/config.yaml.",
+    ),
+]
+OutputOption = Annotated[str, typer.Option("--output", "-o", help="text or json.")]
+DEFAULT_CONFIG = [Path("/etc/reconciler/config.yaml")]
+
+
+@app.command()
+def plan(config: ConfigOption = DEFAULT_CONFIG, output: OutputOption = "text") -> None:
+    """Show what would change and why. Exit 0 in sync, 2 changes pending, 1 error."""
+    from reconciler.commands.plan import plan_command
+
+    raise typer.Exit(plan_command(config, output))
+
+
+@app.command()
+def apply(
+    config: ConfigOption = DEFAULT_CONFIG,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Act without asking.")] = False,
+) -> None:
+    """One pass: observe, plan, act, and wait for the actions to finish or reach their deadlines."""
+    from reconciler.commands.apply import apply_command
+
+    raise typer.Exit(apply_command(config, yes))
+
+
+@app.command()
+def refresh(
+    pools: Annotated[list[str], typer.Argument(help="Pool ids to refresh.", show_default=False)],
+    config: ConfigOption = DEFAULT_CONFIG,
+    wait: Annotated[bool, typer.Option("--wait", help="Carry the refresh out now and follow it.")] = False,
+) -> None:
+    """Request a refresh (drain, delete, recreate) of pools; with --wait carry it out."""
+    from reconciler.commands.refresh import refresh_command
+
+    raise typer.Exit(refresh_command(config, pools, wait))
+
+
+@app.command()
+def status(config: ConfigOption = DEFAULT_CONFIG, output: OutputOption = "text") -> None:
+    """Per pool: in sync, drifted, refreshing, degraded, suspended or unmanaged, with nodes and errors."""
+    from reconciler.commands.status import status_command
+
+    raise typer.Exit(status_command(config, output))
+
+
+@app.command()
+def export(
+    account: Annotated[str, typer.Option("--account", help="Declared account whose pools to export.")],
+    config: ConfigOption = DEFAULT_CONFIG,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the YAML to FILE.")] = None,
+) -> None:
+    """Write existing pools as config YAML that validates and plans as in sync (adopting old pools)."""
+    from reconciler.commands.export import export_command
+
+    raise typer.Exit(export_command(config, account, output))
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""The product commands (plan, apply, refresh, status, export): thin glue over spec, azure, plan and engine."""
