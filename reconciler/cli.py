@@ -114,7 +114,7 @@ ConfigOption = Annotated[
         "--config",
         "-c",
         envvar="RECONCILER_CONFIG",
-        help="Config file or directory; repeatable. Default: $RECONCILER_CONFIG or /etc/reconciler/config.yaml.",
+        help="Config file or directory; repeatable (default: /etc/reconciler/config.yaml).",
     ),
 ]
 OutputOption = Annotated[str, typer.Option("--output", "-o", help="text or json.")]
