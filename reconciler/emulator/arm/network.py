@@ -429,13 +429,22 @@ class NetworkProvider:
 
     # --- network interfaces -----------------------------------------------------------------------------
 
-    def _allocate_ip(self, subnet: Resource, config_id: str, requested: str | None) -> str:
+    def _allocate_ip(
+        self, subnet: Resource, config_id: str, requested: str | None, prefix_length: int | None = None
+    ) -> str:
         allocated: dict[str, str] = subnet[META].setdefault("allocated", {})
         if config_id in allocated and (requested is None or allocated[config_id] == requested):
             return allocated[config_id]
         properties = subnet["properties"]
         network = ipaddress.ip_network(properties.get("addressPrefix") or properties["addressPrefixes"][0])
-        used = set(allocated.values())
+        used: set[str] = set()
+        for value in allocated.values():
+            if "/" in value:
+                used.update(str(a) for a in ipaddress.ip_network(value, strict=False))
+            else:
+                used.add(value)
+        if prefix_length is not None:
+            return self._allocate_block(network, allocated, used, config_id, prefix_length)
         if requested is not None:
             if ipaddress.ip_address(requested) not in network:
                 raise bad_request(
@@ -462,6 +471,19 @@ class NetworkProvider:
             f"Subnet {subnet['name']} with address prefix {network} does not have enough capacity.",
         )
 
+    @staticmethod
+    def _allocate_block(
+        network: Any, allocated: dict[str, str], used: set[str], config_id: str, prefix_length: int
+    ) -> str:
+        """An IP prefix for the configuration (`privateIPAddressPrefixLength`), aligned and wholly free."""
+        reserved = {str(network[i]) for i in range(RESERVED_HOSTS)} | {str(network.broadcast_address)}
+        for block in network.subnets(new_prefix=prefix_length):
+            addresses = {str(a) for a in block}
+            if not addresses & (used | reserved):
+                allocated[config_id] = str(block)
+                return str(block)
+        raise bad_request("SubnetIsFull", f"Subnet {network} has no free /{prefix_length} prefix.")
+
     async def put_nic(self, request: web.Request) -> web.Response:
         body = await read_json(request)
         resource = self._base(request, NIC, "networkInterfaceName", body)
@@ -476,13 +498,14 @@ class NetworkProvider:
             )
         nsg_ref = (properties.get("networkSecurityGroup") or {}).get("id")
         nsg = self.state.require_reference(nsg_ref, nic_id, NSG) if nsg_ref else None
-        plans = []
+        plans: list[tuple[dict[str, Any], str, Resource, Resource | None, int]] = []
         for index, config in enumerate(configs):
             config_properties = config.setdefault("properties", {})
             config_id = f"{nic_id}/ipConfigurations/{config['name']}"
-            subnet = self.state.require_reference(
-                (config_properties.get("subnet") or {}).get("id"), nic_id, SUBNET
-            )
+            subnet_ref = (config_properties.get("subnet") or {}).get("id")
+            if subnet_ref is None and plans:
+                subnet_ref = plans[0][2]["id"]  # secondary configurations share the primary's subnet
+            subnet = self.state.require_reference(subnet_ref, nic_id, SUBNET)
             pip_ref = (config_properties.get("publicIPAddress") or {}).get("id")
             pip = self.state.require_reference(pip_ref, nic_id, PIP) if pip_ref else None
             if pip is not None:
@@ -500,7 +523,10 @@ class NetworkProvider:
             config_properties = config["properties"]
             method = config_properties.setdefault("privateIPAllocationMethod", "Dynamic")
             requested = config_properties.get("privateIPAddress") if method == "Static" else None
-            config_properties["privateIPAddress"] = self._allocate_ip(subnet, config_id, requested)
+            prefix_length = config_properties.get("privateIPAddressPrefixLength")
+            config_properties["privateIPAddress"] = self._allocate_ip(
+                subnet, config_id, requested, int(prefix_length) if prefix_length else None
+            )
             config["id"] = config_id
             config.setdefault("type", f"{NIC}/ipConfigurations")
             config["etag"] = resource["etag"]
