@@ -46,6 +46,7 @@ MAX_NODES = 100_000
 MAX_DEPTH = 64
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+INTERNAL_ERROR = "cannot be validated: internal error"
 
 
 class _Abort(Exception):
@@ -108,13 +109,18 @@ def load_model(
     except ValidationError as exc:
         translate(exc, schema, report)
         raise ConfigError([*problems, *report.problems()]) from None
-    except (ValueError, TypeError, RecursionError) as exc:
-        report.add(root, (), f"cannot be validated ({type(exc).__name__})")
+    except Exception as exc:
+        # A model that crashes instead of rejecting is a bug, but the user still gets one line.
+        report.add(root, (), f"{INTERNAL_ERROR} ({type(exc).__name__})")
         raise ConfigError([*problems, *report.problems()]) from None
     if problems or not report.empty:
         raise ConfigError([*problems, *report.problems()])
     if cross_check is not None:
-        for where, message in cross_check(config):
+        try:
+            found = list(cross_check(config))
+        except Exception as exc:
+            found = [((), f"{INTERNAL_ERROR} ({type(exc).__name__})")]
+        for where, message in found:
             report.at_path(tuple(where), message)
         if not report.empty:
             raise ConfigError(report.problems())

@@ -16,7 +16,7 @@ from ruamel.yaml import YAML
 
 from reconciler.spec.config import Config
 from reconciler.spec.errors import ConfigError
-from reconciler.spec.loader import load_config
+from reconciler.spec.loader import INTERNAL_ERROR, load_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "example.yaml"
 ENV = {"HOME": "/nonexistent-home", "DASK_ROOT_CONFIG": "/nonexistent-etc", "BATCH_KEY": "k"}
@@ -75,6 +75,7 @@ def _load(folder: Path, text: str, suffix: str = ".yaml") -> Config | ConfigErro
         path.unlink()
     assert error.problems
     for problem in error.problems:
+        assert INTERNAL_ERROR not in problem.message, problem
         assert problem.line >= 1
         assert problem.col >= 1
         assert str(problem).startswith(f"{path}:")
@@ -192,4 +193,4 @@ def test_binary_junk(folder: Path, junk: bytes) -> None:
         problems = exc.problems
     finally:
         path.unlink()
-    assert all(p.file == str(path) and p.line >= 1 for p in problems)
+    assert all(p.file == str(path) and p.line >= 1 and INTERNAL_ERROR not in p.message for p in problems)
