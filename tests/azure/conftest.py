@@ -2,7 +2,8 @@
 
 - `emu`: a started emulator with accounts `alpha` and `beta` (well-known key).
 - `make_config(**accounts_auth)`: a `Config` whose accounts point at `emu` with the given auth per
-  account (shared key by default), ARM and identity at the emulator, its CA trusted.
+  account (shared key by default), ARM and identity at the emulator, its CA trusted; `extra` adds
+  accounts as written.
 - `clients`: `AzureClients` over that config with the SDK's own retries off, so an injected fault
   reaches the test at once instead of being retried after a real sleep.
 """
@@ -28,7 +29,13 @@ async def emu() -> AsyncIterator[Emulator]:
 
 @pytest.fixture
 def make_config(emu: Emulator) -> MakeConfig:
-    def build(*, tls: bool = False, azure_auth: dict[str, Any] | None = None, **auth: Any) -> Config:
+    def build(
+        *,
+        tls: bool = False,
+        azure_auth: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+        **auth: Any,
+    ) -> Config:
         accounts = {
             name: {
                 "batch_url": emu.batch_url(name, tls=tls),
@@ -37,6 +44,7 @@ def make_config(emu: Emulator) -> MakeConfig:
             }
             for name in ACCOUNTS
         }
+        accounts.update(extra or {})
         return Config.model_validate(
             {
                 "azure": {
