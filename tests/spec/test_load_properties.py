@@ -25,7 +25,14 @@ ENV = {"HOME": "/nonexistent-home", "DASK_ROOT_CONFIG": "/nonexistent-etc", "BAT
 def examples(count: int) -> settings:
     """Few enough examples that the whole module runs in a few seconds."""
     return settings(
-        max_examples=count, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
+        max_examples=count,
+        deadline=None,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.large_base_example,
+        ],
+        database=None,
     )
 
 
