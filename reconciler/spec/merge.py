@@ -74,8 +74,10 @@ class Merger:
             for key, node in second.value.items():
                 merged[key] = self.merge(merged[key], node) if key in merged else node
             return Node(merged, first.pos, first.path, first.key_pos, first.note)
-        if _same(first, second):
+        if second.value is None or _same(first, second):
             return first
+        if first.value is None:
+            return second
         where = second.key_pos or second.pos
         self.problems.append(
             LocatedProblem.at(

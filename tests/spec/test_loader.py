@@ -201,6 +201,12 @@ def test_same_value_set_identically_in_two_files_is_fine(write: WriteFile, load:
     assert load(first, second).pools["p_id1"].target_dedicated_nodes == 1
 
 
+def test_an_empty_section_in_one_file_does_not_conflict(write: WriteFile, load: Load) -> None:
+    first = write("a.yaml", "pools:\nclusters: {}\naccounts:\n")
+    second = write("b.yaml", POOL)
+    assert list(load(first, second).pools) == ["p_id1"]
+
+
 def test_jinja_template_errors_map_to_template_lines(write: WriteFile, problems: Problems) -> None:
     text = (
         ACCOUNT
