@@ -319,3 +319,26 @@ async def test_sync_clients_work_from_a_thread(emu: Emulator, network: Any) -> N
         return [vm.name for vm in compute.virtual_machines.list(RG)]
 
     assert await asyncio.to_thread(create_and_list) == ["vm1"]
+
+
+async def test_identity_is_echoed_and_delete_options_remove_disk_and_nic(
+    emu: Emulator, network: Any, compute: Any
+) -> None:
+    await make_network(emu, network, pip=False)
+    identity_id = f"/subscriptions/{emu.ctx.subscription_id}/resourceGroups/ids/providers/"
+    identity_id += "Microsoft.ManagedIdentity/userAssignedIdentities/dask"
+    body = vm_body(emu)
+    body["identity"] = {"type": "UserAssigned", "userAssignedIdentities": {identity_id: {}}}
+    body["properties"]["storageProfile"]["osDisk"]["deleteOption"] = "Delete"
+    body["properties"]["networkProfile"]["networkInterfaces"][0]["properties"]["deleteOption"] = "Delete"
+    vm = await (await compute.virtual_machines.begin_create_or_update(RG, "vm1", body)).result()
+    assigned = vm.identity.user_assigned_identities[identity_id]
+    assert assigned.principal_id
+    assert assigned.client_id
+    await (await compute.virtual_machines.begin_delete(RG, "vm1")).result()
+    with pytest.raises(ResourceNotFoundError):
+        await compute.disks.get(RG, "nic1-os")
+    with pytest.raises(ResourceNotFoundError):
+        await network.network_interfaces.get(RG, "nic1")
+    subnet = await network.subnets.get(RG, "vnet1", "default")
+    assert not subnet.ip_configurations
