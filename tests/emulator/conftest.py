@@ -1,8 +1,9 @@
 """Fixtures shared by every emulator test.
 
 - `emulator`: a started `Emulator(time_scale=1.0)` (account `demo`, well-known key), per test.
-- `batch_client`: the aio `BatchClient` for `demo` over HTTP with shared key; every response body it receives
-  is checked against BatchService.json when `tests/emulator/openapi.py` provides `OpenApiValidationPolicy`.
+- `openapi_policy`: the `OpenApiValidationPolicy` of `batch_client`; its `seen` names the operations checked.
+- `batch_client`: the aio `BatchClient` for `demo` over HTTP with shared key; every response it receives,
+  retried ones included, is validated against BatchService.json.
 - `threaded_emulator`: the emulator on a background loop, for the blocking (sync) SDK clients.
 """
 
@@ -12,19 +13,9 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from openapi import OpenApiValidationPolicy  # type: ignore[import-not-found]
 
 from reconciler.emulator import Emulator, ThreadedEmulator
-
-
-def validation_policies() -> list[Any]:
-    try:
-        from openapi import OpenApiValidationPolicy  # type: ignore[import-not-found]
-    except ImportError:
-        try:
-            from tests.emulator.openapi import OpenApiValidationPolicy
-        except ImportError:
-            return []
-    return [OpenApiValidationPolicy()]
 
 
 @pytest.fixture
@@ -34,8 +25,13 @@ async def emulator() -> AsyncIterator[Emulator]:
 
 
 @pytest.fixture
-async def batch_client(emulator: Emulator) -> AsyncIterator[Any]:
-    async with emulator.batch_client(per_call_policies=validation_policies()) as client:
+def openapi_policy() -> Any:
+    return OpenApiValidationPolicy()
+
+
+@pytest.fixture
+async def batch_client(emulator: Emulator, openapi_policy: Any) -> AsyncIterator[Any]:
+    async with emulator.batch_client(per_retry_policies=[openapi_policy]) as client:
         yield client
 
 

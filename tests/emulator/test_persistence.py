@@ -1,0 +1,83 @@
+"""`--state-file`: state written on shutdown and read at start, atomically, with a version."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from azure.batch import models
+
+from reconciler.emulator import Emulator
+from reconciler.emulator.persistence import STATE_VERSION, StateFileError, read_state, write_atomic
+
+
+def pool(pool_id: str) -> models.BatchPoolCreateOptions:
+    return models.BatchPoolCreateOptions(
+        id=pool_id,
+        vm_size="standard_d2s_v3",
+        virtual_machine_configuration=models.VirtualMachineConfiguration(
+            image_reference=models.BatchVmImageReference(
+                publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"
+            ),
+            node_agent_sku_id="batch.node.ubuntu 22.04",
+        ),
+        target_dedicated_nodes=0,
+    )
+
+
+async def test_pools_survive_a_restart(tmp_path: Path) -> None:
+    state_file = tmp_path / "state.json"
+    async with Emulator(state_file=state_file) as first:
+        async with first.batch_client() as client:
+            await client.create_pool(pool("kept"))
+        first.clock.advance(3600)
+        elapsed = first.clock.monotonic()
+    document = json.loads(state_file.read_text())
+    assert document["version"] == STATE_VERSION
+    assert "batch" in document["parts"]
+
+    async with Emulator(state_file=state_file) as second:
+        assert second.clock.monotonic() >= elapsed  # simulated time resumes, never rewinds
+        async with second.batch_client() as client:
+            assert [p.id async for p in client.list_pools()] == ["kept"]
+            assert (await client.get_pool("kept")).vm_size == "standard_d2s_v3"
+
+
+async def test_state_is_saved_on_demand_without_stopping(tmp_path: Path) -> None:
+    state_file = tmp_path / "state.json"
+    async with Emulator(state_file=state_file) as emu:
+        async with emu.batch_client() as client:
+            await client.create_pool(pool("early"))
+        await emu.save_state()
+        saved = read_state(state_file)
+        assert saved is not None
+        assert json.dumps(saved.parts["batch"]).count("early") >= 1
+
+
+def test_missing_file_is_a_first_start(tmp_path: Path) -> None:
+    assert read_state(tmp_path / "absent.json") is None
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not a valid state file"),
+        ("[]", "expected a JSON object"),
+        (json.dumps({"version": 99, "clock": {}, "parts": {}}), "version 99 is not supported"),
+        (json.dumps({"version": STATE_VERSION, "parts": {}}), "missing clock"),
+    ],
+)
+def test_unusable_files_are_one_clear_error(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "state.json"
+    path.write_text(content)
+    with pytest.raises(StateFileError, match=message):
+        read_state(path)
+
+
+def test_atomic_write_replaces_whole_and_leaves_no_temporary(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "state.json"
+    write_atomic(path, "first")
+    write_atomic(path, "second")
+    assert path.read_text() == "second"
+    assert [p.name for p in path.parent.iterdir()] == ["state.json"]
