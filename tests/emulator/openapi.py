@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import json
 import re
 import uuid
@@ -188,10 +187,26 @@ class BatchOpenApi:
         if response is None or "schema" not in response:
             return None
         if key not in self._validators:
-            schema = copy.deepcopy(response["schema"])
+            schema = self._inline(response["schema"], ())
             root = {"allOf": [schema], "definitions": self.definitions}
             self._validators[key] = Draft4Validator(root, format_checker=self._checker)
         return self._validators[key]
+
+    def _inline(self, schema: Any, stack: tuple[str, ...]) -> Any:
+        """`schema` with its `#/definitions/...` references replaced by their targets (recursive ones
+        kept as references): jsonschema validates an inlined schema about twice as fast."""
+        if isinstance(schema, list):
+            return [self._inline(item, stack) for item in schema]
+        if not isinstance(schema, dict):
+            return schema
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/definitions/"):
+            name = ref.removeprefix("#/definitions/")
+            return schema if name in stack else self._inline(self.definitions[name], (*stack, name))
+        return {
+            key: value if key in ("enum", "required") else self._inline(value, stack)
+            for key, value in schema.items()
+        }
 
     def errors(
         self, operation: Operation, status: int, headers: Mapping[str, str], body: bytes
