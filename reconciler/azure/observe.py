@@ -9,10 +9,10 @@ others from reconciling.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from azure.core.exceptions import AzureError as SdkError
 
@@ -23,6 +23,8 @@ from reconciler.azure.rest import POOL_SELECT, canonical_from_rest, comparable_v
 from reconciler.azure.snapshot import AccountSnapshot, NodeCounts, ObservedPool, ResizeError, Snapshot
 
 Clock = Callable[[], datetime]
+_A = TypeVar("_A")
+_B = TypeVar("_B")
 _FAILURES = (SdkError, OSError, TimeoutError, ValueError)
 
 
@@ -52,7 +54,7 @@ async def observe_account(
     try:
         client = clients.batch(account)
         async with asyncio.timeout(account_timeout):
-            pools, counts = await asyncio.gather(_list_pools(client), _list_node_counts(client))
+            pools, counts = await _both(_list_pools(client), _list_node_counts(client))
     except TimeoutError:
         error = AzureError(ErrorKind.TRANSIENT, f"no answer within {account_timeout}s", code="Timeout")
         return AccountSnapshot(account, observed_at, error=error)
@@ -63,6 +65,15 @@ async def observe_account(
         for body in pools
     }
     return AccountSnapshot(account, observed_at, MappingProxyType(observed))
+
+
+async def _both(first: Awaitable[_A], second: Awaitable[_B]) -> tuple[_A, _B]:
+    """Both results, or the first failure once neither call is still running (none left unawaited)."""
+    one, two = await asyncio.gather(first, second, return_exceptions=True)
+    for outcome in (one, two):
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return one, two  # type: ignore[return-value]
 
 
 async def _list_pools(client: Any) -> list[dict[str, Any]]:

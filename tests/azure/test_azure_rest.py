@@ -18,7 +18,8 @@ from reconciler.azure.rest import (
     comparable_pool,
     comparable_view,
 )
-from reconciler.spec.pool import Pool
+from reconciler.emulator import Emulator
+from reconciler.spec.pool import Pool, PoolIdentity
 from reconciler.spec.secrets import Secret
 
 EXAMPLES = Path(__file__).parents[2].parent / "shared/azure-reference/batch-data-plane"
@@ -290,3 +291,17 @@ def test_values_are_spelled_as_the_spec_spells_them() -> None:
     assert view["task_scheduling_policy"] == {"node_fill_type": "pack"}
     assert view["start_task"]["user_identity"] == {"auto_user": {"elevation_level": "admin"}}
     assert view["network_configuration"] == {"public_ip_address_configuration": {"provision": "batchmanaged"}}
+
+
+async def test_an_identity_pool_made_through_arm_reads_back_its_identities(
+    emu: Emulator, clients: AzureClients
+) -> None:
+    pool = plain_pool().model_copy(update={"identity": PoolIdentity(user_assigned_identities=[IDENTITY])})
+    arm_identity = {"type": "UserAssigned", "userAssignedIdentities": {IDENTITY: {}}}
+    emu.batch.add_pool("alpha", pool.to_batch_json("withid"), identity=arm_identity)
+    observed = (await observe_account(clients, "alpha")).pools["withid"]
+    assert observed.desired_view["identity"] == {
+        "type": "UserAssigned",
+        "user_assigned_identities": [IDENTITY],
+    }
+    assert dict(observed.desired_view) == comparable_pool(pool)
