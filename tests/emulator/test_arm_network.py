@@ -179,6 +179,11 @@ async def test_private_addresses_are_allocated_in_order_and_released(emu: Emulat
     with pytest.raises(HttpResponseError) as full:
         await network.network_interfaces.begin_create_or_update("rg-net", "n4", body)
     assert code(full.value) == "SubnetIsFull"
+    tagged = await network.network_interfaces.update_tags(
+        "rg-net", "n1", {"tags": {"reconciler.cluster": "c1"}}
+    )
+    assert tagged.tags == {"reconciler.cluster": "c1"}
+    assert (await network.network_interfaces.get("rg-net", "n1")).tags == {"reconciler.cluster": "c1"}
     await (await network.network_interfaces.begin_delete("rg-net", "n2")).result()
     again = await (await network.network_interfaces.begin_create_or_update("rg-net", "n4", body)).result()
     assert again.ip_configurations[0].private_ip_address == "10.6.1.5"

@@ -112,6 +112,14 @@ class NetworkProvider:
                 delete_check(resource)
             return self._start_delete(request, resource)
 
+        async def update_tags(request: web.Request) -> web.Response:
+            match = request.match_info
+            resource = self.state.require(match["resourceGroupName"], provider_type, match[name_key])
+            body = await read_json(request)
+            resource["tags"] = body.get("tags") or {}
+            resource["etag"] = _etag()
+            return json_response(render(resource))
+
         async def list_group(request: web.Request) -> web.Response:
             rg = request.match_info["resourceGroupName"]
             self.state.require_group(rg)
@@ -123,6 +131,7 @@ class NetworkProvider:
         app.router.add_put(item, gate(put), name=f"arm.{label}_CreateOrUpdate")
         app.router.add_get(item, gate(get), name=f"arm.{label}_Get")
         app.router.add_delete(item, gate(delete), name=f"arm.{label}_Delete")
+        app.router.add_patch(item, gate(update_tags), name=f"arm.{label}_UpdateTags")
         app.router.add_get(rg_path, gate(list_group), name=f"arm.{label}_List")
         app.router.add_get(
             f"/subscriptions/{{subscriptionId}}/providers/{segment}",
