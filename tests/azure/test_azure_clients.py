@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 import pytest
-from azure_env import CALLER, NO_RETRIES, MakeConfig
+from azure_env import CALLER, NO_RETRIES, MakeConfig, shared_key
 
 from reconciler.azure.clients import AzureClients
 from reconciler.azure.credentials import Credentials
+from reconciler.azure.errors import ErrorKind
 from reconciler.azure.observe import observe_account
 from reconciler.emulator import Emulator
 
@@ -86,3 +87,22 @@ async def test_a_listing_over_several_pages_is_still_one_listing(
     last = observed.pools["p1004"]
     assert (last.state, last.allocation_state) == ("active", "steady")
     assert last.desired_view["vm_size"] == "standard_d2s_v3"
+
+
+async def test_an_account_reaches_the_service_through_its_proxy(
+    emu: Emulator, make_config: MakeConfig
+) -> None:
+    dead_proxy = {
+        "batch_url": emu.batch_url("alpha"),
+        "account_name": "alpha",
+        "auth": shared_key(emu, "alpha"),
+        "proxies": {"http": "http://127.0.0.1:9"},
+    }
+    async with AzureClients(
+        make_config(extra={"viaproxy": dead_proxy}), client_options=NO_RETRIES
+    ) as clients:
+        direct = await observe_account(clients, "alpha")
+        proxied = await observe_account(clients, "viaproxy")
+    assert direct.error is None
+    assert proxied.error is not None
+    assert proxied.error.kind is ErrorKind.TRANSIENT
