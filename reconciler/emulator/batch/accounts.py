@@ -27,6 +27,7 @@ class AccountState:
     queues: dict[str, list[Task]] = field(default_factory=dict)
     etag_serial: int = 0
     start_task_failures: dict[str, int] = field(default_factory=dict)
+    cores_used: dict[bool, int] = field(default_factory=lambda: {True: 0, False: 0})
 
     @property
     def name(self) -> str:
@@ -44,7 +45,13 @@ class AccountState:
         return s.dedicated_core_quota if dedicated else s.low_priority_core_quota
 
     def cores_in_use(self, dedicated: bool, exclude: Pool | None = None) -> int:
-        return sum(p.cores_in_use(dedicated) for p in self.pools.values() if p is not exclude)
+        """Cores held by the account's nodes: a running total, since quota checks happen on every resize."""
+        mine = exclude.cores_in_use(dedicated) if exclude is not None else 0
+        return self.cores_used[dedicated] - mine
+
+    def recount_cores(self) -> None:
+        for dedicated in (True, False):
+            self.cores_used[dedicated] = sum(p.cores_in_use(dedicated) for p in self.pools.values())
 
     def add_pool(self, pool: Pool) -> None:
         self.pools[pool.key] = pool

@@ -172,6 +172,7 @@ class Pool:
             node.move("starttaskfailed" if node.start_task_fails else "idle", at)
         elif node.state == "leavingpool":
             del self.nodes[node.id]
+            self.account.cores_used[node.dedicated] -= self.cores
         else:
             self._finish_tasks(node, at)
 
@@ -303,6 +304,7 @@ class Pool:
         for _ in range(adding):
             node = self._new_node(at, dedicated)
             self.nodes[node.id] = node
+            self.account.cores_used[dedicated] += self.cores
             failures = self.account.start_task_failures
             if failures.get(self.key, 0) > 0:
                 node.start_task_fails = True

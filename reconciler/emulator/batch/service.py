@@ -255,6 +255,12 @@ class BatchService:
 
     def patch_pool(self, account: str, pool_id: str, body: dict[str, Any]) -> dict[str, Any]:
         pool = self._active_pool(account, pool_id)
+        if "vmSize" in body and pool.nodes:
+            raise BatchServiceError(
+                409,
+                "OperationInvalidForCurrentState",
+                "The vmSize of a pool can be changed only while it has no nodes.",
+            )
         for key in _UPDATABLE:
             if key in body:
                 value = body[key]

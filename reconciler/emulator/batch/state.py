@@ -87,5 +87,6 @@ def load_accounts(data: dict[str, Any], account: Callable[[str], AccountState]) 
             state.add_pool(pool)
         for key, refs in (saved.get("queues") or {}).items():
             state.queues[key] = [tasks[(j, t)] for j, t in refs if (j, t) in tasks]
+        state.recount_cores()
         loaded[name] = state
     return loaded
