@@ -342,3 +342,22 @@ async def test_identity_is_echoed_and_delete_options_remove_disk_and_nic(
         await network.network_interfaces.get(RG, "nic1")
     subnet = await network.subnets.get(RG, "vnet1", "default")
     assert not subnet.ip_configurations
+
+
+async def test_put_on_an_existing_vm_updates_it_in_place(emu: Emulator, network: Any, compute: Any) -> None:
+    await make_network(emu, network, pip=False)
+    created = await (await compute.virtual_machines.begin_create_or_update(RG, "vm1", vm_body(emu))).result()
+    body = vm_body(emu)
+    body["tags"] = {"reconciler.managed-by": "test", "generation": "2"}
+    body["properties"]["hardwareProfile"]["vmSize"] = "Standard_D8s_v5"
+    initial: list[Any] = []
+    poller = await compute.virtual_machines.begin_create_or_update(
+        RG, "vm1", body, raw_response_hook=lambda response: initial.append(response.http_response)
+    )
+    assert initial[0].status_code == 200
+    updated = await poller.result()
+    assert updated.hardware_profile.vm_size == "Standard_D8s_v5"
+    assert updated.tags["generation"] == "2"
+    assert updated.vm_id == created.vm_id
+    assert updated.storage_profile.os_disk.managed_disk.id == created.storage_profile.os_disk.managed_disk.id
+    assert [d.name async for d in compute.disks.list_by_resource_group(RG)] == ["nic1-os"]
