@@ -15,7 +15,8 @@ from reconciler.azure.errors import ErrorKind
 from reconciler.azure.observe import observe_account
 from reconciler.emulator import Emulator
 from reconciler.emulator.api import ARM_SCOPES
-from reconciler.spec.account import AzureSettings, ClientSecretAuth, DefaultAuth
+from reconciler.spec.account import AzureSettings, ClientSecretAuth, DefaultAuth, SharedKeyAuth
+from reconciler.spec.secrets import Secret
 
 
 async def test_shared_key_signs_data_plane_calls(emu: Emulator, make_config: MakeConfig) -> None:
@@ -101,3 +102,26 @@ def test_certificate_auth_builds_a_certificate_credential(emu: Emulator) -> None
     settings = AzureSettings(authority=emu.connection["identity"]["authority"])
     credential = token_credential(CertificateAuth.model_validate(certificate(emu)), settings)
     assert isinstance(credential, CertificateCredential)
+
+
+@pytest.mark.parametrize(
+    ("auth", "kind"),
+    [
+        (
+            {"method": "managed_identity", "client_id": "00000000-0000-4000-8000-0000000000c2"},
+            "ManagedIdentity",
+        ),
+        ({"method": "managed_identity"}, "ManagedIdentity"),
+        ({"method": "azure_cli"}, "AzureCli"),
+        ({"method": "default"}, "DefaultAzure"),
+    ],
+)
+async def test_every_token_method_builds_its_credential(
+    emu: Emulator, make_config: MakeConfig, auth: dict[str, str], kind: str
+) -> None:
+    config = make_config(azure_auth=auth)
+    async with Credentials(config.azure) as credentials:
+        credential = credentials.arm()
+        assert type(credential).__name__ == f"{kind}Credential"
+        with pytest.raises(TypeError):
+            credentials.token(SharedKeyAuth(method="shared_key", key=Secret("a2V5")))
