@@ -1,15 +1,20 @@
-"""The autoscale formula language against the service's documented examples and its error cases."""
+"""The autoscale formula language against the service's documented examples and its error cases, then
+inside the emulator through the real aio SDK client."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from azure.batch import models
+from azure.core.exceptions import HttpResponseError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reconciler.emulator import Emulator
 from reconciler.emulator.batch.autoscale import (
     EVALUATION_FAILED,
     INSUFFICIENT_SAMPLES,
@@ -461,3 +466,112 @@ def test_well_formed_formulas_raise_only_formula_errors(
     except FormulaError:
         return
     assert outcome.target_dedicated >= 0
+
+
+# ---- the language inside the emulator, through the real aio SDK client ----
+
+FIVE_MINUTES = timedelta(minutes=5)
+
+
+async def _pool_with_waiting_tasks(client: Any, pool_id: str, tasks: int) -> None:
+    image = models.BatchVmImageReference(
+        publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"
+    )
+    vm = models.VirtualMachineConfiguration(
+        image_reference=image, node_agent_sku_id="batch.node.ubuntu 22.04"
+    )
+    await client.create_pool(
+        models.BatchPoolCreateOptions(
+            id=pool_id, vm_size="standard_d2s_v3", virtual_machine_configuration=vm, target_dedicated_nodes=0
+        )
+    )
+    await client.create_job(
+        models.BatchJobCreateOptions(id=f"{pool_id}-job", pool_info=models.BatchPoolInfo(pool_id=pool_id))
+    )
+    for i in range(tasks):
+        task = models.BatchTaskCreateOptions(id=f"t{i}", command_line="sleep 3600")
+        await client.create_task(f"{pool_id}-job", task)
+
+
+async def test_periodic_runs_scale_a_pool_to_its_pending_tasks(emulator: Emulator, batch_client: Any) -> None:
+    await _pool_with_waiting_tasks(batch_client, "scaled", tasks=3)
+    formula = "$TargetDedicatedNodes = min(10, max(0, $PendingTasks.GetSample(1)));\n"
+    formula += "$NodeDeallocationOption = taskcompletion"
+    await batch_client.enable_pool_auto_scale(
+        "scaled",
+        models.BatchPoolEnableAutoScaleOptions(
+            auto_scale_formula=formula, auto_scale_evaluation_interval=FIVE_MINUTES
+        ),
+    )
+
+    pool = await batch_client.get_pool("scaled")
+    assert pool.target_dedicated_nodes == 3
+    assert pool.auto_scale_run.results == (
+        "$TargetDedicatedNodes=3;$TargetLowPriorityNodes=0;$NodeDeallocationOption=taskcompletion"
+    )
+
+    for i in range(3, 5):
+        await batch_client.create_task(
+            "scaled-job", models.BatchTaskCreateOptions(id=f"t{i}", command_line="sleep 3600")
+        )
+    emulator.clock.advance(FIVE_MINUTES.total_seconds())
+
+    pool = await batch_client.get_pool("scaled")
+    assert pool.target_dedicated_nodes == 5
+    assert pool.auto_scale_run.results.startswith("$TargetDedicatedNodes=5;")
+
+
+async def test_evaluate_reports_pending_tasks_from_the_emulator(batch_client: Any) -> None:
+    await _pool_with_waiting_tasks(batch_client, "evaluated", tasks=4)
+    await batch_client.enable_pool_auto_scale(
+        "evaluated",
+        models.BatchPoolEnableAutoScaleOptions(
+            auto_scale_formula="$TargetDedicatedNodes = 0", auto_scale_evaluation_interval=FIVE_MINUTES
+        ),
+    )
+
+    formula = "pending = $PendingTasks.GetSample(1); $TargetDedicatedNodes = val(pending, 0) / 2"
+    run = await batch_client.evaluate_pool_auto_scale(
+        "evaluated", models.BatchPoolEvaluateAutoScaleOptions(auto_scale_formula=formula)
+    )
+
+    assert run.results == (
+        "$TargetDedicatedNodes=2;$TargetLowPriorityNodes=0;$NodeDeallocationOption=requeue;pending=[4]"
+    )
+    assert run.error is None
+
+
+async def test_unsupported_constructs_are_a_400_naming_them(batch_client: Any) -> None:
+    await _pool_with_waiting_tasks(batch_client, "refused", tasks=0)
+
+    with pytest.raises(HttpResponseError) as caught:
+        await batch_client.enable_pool_auto_scale(
+            "refused",
+            models.BatchPoolEnableAutoScaleOptions(
+                auto_scale_formula="$TargetDedicatedNodes = 1;\nx = sqrt(4)"
+            ),
+        )
+
+    assert caught.value.status_code == 400
+    assert caught.value.error is not None
+    assert caught.value.error.code == INVALID_FORMULA
+    assert "unsupported function 'sqrt' at line 2, column 5" in str(caught.value)
+    assert not (await batch_client.get_pool("refused")).enable_auto_scale
+
+
+async def test_a_failing_run_is_reported_on_the_pool_not_applied(batch_client: Any) -> None:
+    await _pool_with_waiting_tasks(batch_client, "starved", tasks=2)
+    guarded = "$TargetDedicatedNodes = avg($PendingTasks.GetSample(TimeInterval_Minute * 60, 90))"
+
+    await batch_client.enable_pool_auto_scale(
+        "starved",
+        models.BatchPoolEnableAutoScaleOptions(
+            auto_scale_formula=guarded, auto_scale_evaluation_interval=FIVE_MINUTES
+        ),
+    )
+
+    pool = await batch_client.get_pool("starved")
+    assert pool.target_dedicated_nodes == 0
+    assert pool.auto_scale_run.results is None
+    assert pool.auto_scale_run.error.code == INSUFFICIENT_SAMPLES
+    assert "Insufficient data from data set: $PendingTasks wanted 90%" in pool.auto_scale_run.error.message
