@@ -525,7 +525,6 @@ class NetworkProvider:
                         f"Public IP address {pip['id']} is already in use by {user}.",
                     )
             plans.append((config, config_id, subnet, pip, index))
-        old_refs = self._nic_refs(existing) if existing is not None else []
         if existing is not None:
             self._release_nic(existing, keep={key_of(p[1]) for p in plans})
         for config, config_id, subnet, pip, index in plans:
@@ -565,12 +564,7 @@ class NetworkProvider:
                 if key in existing["properties"]:
                     properties[key] = existing["properties"][key]
             resource[META] = {k: v for k, v in existing.get(META, {}).items() if k == "vm"}
-        del old_refs
         return self._finish_put(request, resource, existing)
-
-    @staticmethod
-    def _nic_refs(nic: Resource) -> list[str]:
-        return [c["id"] for c in nic["properties"].get("ipConfigurations", [])]
 
     def _release_nic(self, nic: Resource, keep: set[str] | None = None) -> None:
         """Drop the back-references a NIC holds on subnets, public IPs and its NSG."""
@@ -598,8 +592,6 @@ class NetworkProvider:
             ):
                 pip["properties"].pop("ipConfiguration", None)
                 self.set_pip_address(pip["id"], allocated=False)
-        if keep:
-            return
         nsg = self.store.get((nic["properties"].get("networkSecurityGroup") or {}).get("id") or "")
         if nsg is not None:
             nics = [
