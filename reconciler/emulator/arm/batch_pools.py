@@ -92,12 +92,17 @@ class BatchPoolsProvider:
         spelled = extras.get("vmSize")
         if spelled and str(spelled).lower() == str(pool.get("vmSize", "")).lower():
             pool = {**pool, "vmSize": spelled}  # ARM echoes the size as the caller spelled it
-        return pool_to_arm(
+        body = pool_to_arm(
             pool,
             self._resource_id(account, pool["id"]),
             identity=extras.get("identity"),
             node_deallocation_option=extras.get("nodeDeallocationOption"),
         )
+        given = extras.get("applicationPackages")
+        rendered = body["properties"].get("applicationPackages")
+        if given and rendered and [_last(p["id"]) for p in given] == [_last(p["id"]) for p in rendered]:
+            body["properties"]["applicationPackages"] = given  # ARM echoes the package ids it was given
+        return body
 
     def _respond(self, account: AccountSettings, pool_id: str, status: int = 200) -> web.Response:
         body = self._render(account, self._call(self.batch.get_pool, account.name, pool_id))
@@ -154,6 +159,10 @@ class BatchPoolsProvider:
         properties = body.get("properties") or {}
         if body.get("identity") is not None:
             self.extras.setdefault(self._key(account, pool["id"]), {})["identity"] = body["identity"]
+        if properties.get("applicationPackages") is not None:
+            self.extras.setdefault(self._key(account, pool["id"]), {})["applicationPackages"] = properties[
+                "applicationPackages"
+            ]
         if properties.get("scaleSettings"):
             self._apply_scale(account, pool, properties["scaleSettings"])
         rest = properties_to_data_plane(properties)
@@ -190,6 +199,8 @@ class BatchPoolsProvider:
         fixed = (properties.get("scaleSettings") or {}).get("fixedScale") or {}
         if fixed.get("nodeDeallocationOption"):
             extras["nodeDeallocationOption"] = fixed["nodeDeallocationOption"]
+        if properties.get("applicationPackages"):
+            extras["applicationPackages"] = properties["applicationPackages"]
         self.extras[self._key(account, pool_id)] = extras
         return self._respond(account, pool_id)
 
@@ -307,3 +318,7 @@ class BatchPoolsProvider:
 
     def load(self, data: dict[str, Any]) -> None:
         self.extras = dict(data)
+
+
+def _last(resource_id: str) -> str:
+    return resource_id.rstrip("/").rsplit("/", 1)[-1].lower()
