@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import ipaddress
+import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from reconciler.emulator import Emulator
 from reconciler.emulator.arm.compute import CREATE_SECONDS
 
 RG = "rg-vms"
+EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "azure-reference" / "compute"
 FAST = 20_000.0  # simulated seconds per wall second: a 90 s VM create polls out in a few milliseconds
 
 
@@ -105,6 +108,10 @@ async def make_network(emu: Emulator, network: Any, *, pip: bool = True, name: s
     ).result()
 
 
+def example(name: str) -> dict[str, Any]:
+    return dict(json.loads((EXAMPLES / name).read_text()))
+
+
 def vm_body(emu: Emulator, nic: str = "nic1", **properties: Any) -> dict[str, Any]:
     return {
         "location": "japaneast",
@@ -166,6 +173,12 @@ async def test_vm_with_nic_public_ip_and_os_disk_created_and_torn_down(
 
     fetched = await compute.virtual_machines.get(RG, "vm1", expand="instanceView")
     assert power_state(fetched.instance_view) == "PowerState/running"
+    view = (await compute.virtual_machines.instance_view(RG, "vm1")).as_dict()
+    modelled = {"bootDiagnostics", "extensions", "patchStatus"}  # what a VM without extensions never shows
+    assert set(example("VirtualMachine_Get_InstanceView.json")["responses"]["200"]["body"]) - modelled <= set(
+        view
+    )
+    assert view["disks"][0]["name"] == "nic1-os"
     assert fetched.tags == {"reconciler.managed-by": "test"}
     attached = await network.network_interfaces.get(RG, "nic1")
     assert attached.virtual_machine.id.lower() == vm.id.lower()

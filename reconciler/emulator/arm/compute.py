@@ -149,7 +149,11 @@ class ComputeProvider:
         os_disk = vm["properties"]["storageProfile"]["osDisk"]
         view: dict[str, Any] = {
             "computerName": vm["properties"].get("osProfile", {}).get("computerName", vm["name"]),
-            "osName": "ubuntu" if os_disk.get("osType") == "Linux" else "Windows",
+            "osName": "ubuntu" if os_disk.get("osType") == "Linux" else "Windows Server",
+            "osVersion": "24.04" if os_disk.get("osType") == "Linux" else "10.0.20348",
+            "platformUpdateDomain": 0,
+            "platformFaultDomain": 0,
+            "isVMInStandbyPool": False,
             "hyperVGeneration": "V2",
             "vmAgent": {
                 "vmAgentVersion": "2.13.1.1",
