@@ -9,7 +9,8 @@ Three differences between what we send and what the service returns are settled 
 - **Secrets are write-only.** The service omits passwords and keys, and what it does return (a SAS URL)
   must not land in a snapshot that gets logged. Every `Secret`-typed value is left out of the observed
   view and removed from the desired one by `comparable_pool`; a changed secret is therefore not a field
-  diff, and reaches Azure only through the spec hash, which covers the secret's reference.
+  diff: the plan sees it through the markers written at create (`reconciler.spec-hash`, which covers the
+  secret's reference, and `reconciler.secret-digests`).
 - **Service defaults equal absence.** Azure fills in what a create left out (`resizeTimeout: PT15M`,
   `taskSlotsPerNode: 1`, ...); `SERVICE_DEFAULTS` lists the documented defaults of BatchService.json, and a
   value equal to its default is dropped from both sides, as is any empty object or list.
