@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import jwt
 import pytest
 import trustme
@@ -187,3 +189,52 @@ def test_certificate_file_holds_key_and_certificate(tenant: Tenant) -> None:
     pem = tenant.identity.certificate_path.read_bytes()
     assert isinstance(serialization.load_pem_private_key(pem, password=None), rsa.RSAPrivateKey)
     assert b"BEGIN CERTIFICATE" in pem
+
+
+def assertion(tenant: Tenant, algorithm: str, **claims: object) -> str:
+    pem = tenant.identity.certificate_path.read_bytes()
+    key = serialization.load_pem_private_key(pem, password=None)
+    cert = x509.load_pem_x509_certificate(pem)
+    header: dict[str, str] = {"x5t": base64.urlsafe_b64encode(cert.fingerprint(hashes.SHA1())).decode()}
+    if algorithm == "PS256":
+        header = {"x5t#S256": base64.urlsafe_b64encode(cert.fingerprint(hashes.SHA256())).decode()}
+    now = int(time.time())
+    body = {
+        "aud": f"{tenant.base_url}/{tenant.identity.ctx.tenant_id}/oauth2/v2.0/token",
+        "iss": tenant.identity.ctx.client_id,
+        "sub": tenant.identity.ctx.client_id,
+        "jti": "one",
+        "nbf": now,
+        "exp": now + 600,
+        **claims,
+    }
+    return jwt.encode(body, key, algorithm=algorithm, headers=header)  # type: ignore[arg-type]
+
+
+async def post_assertion(tenant: Tenant, client_assertion: str) -> tuple[int, dict[str, object]]:
+    context = ssl.create_default_context(cafile=tenant.ca_bundle)
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": tenant.identity.ctx.client_id,
+        "scope": ARM_SCOPE,
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": client_assertion,
+    }
+    url = f"{tenant.base_url}/{tenant.identity.ctx.tenant_id}/oauth2/v2.0/token"
+    async with aiohttp.ClientSession() as http, http.post(url, data=form, ssl=context) as response:
+        return response.status, await response.json()
+
+
+@pytest.mark.parametrize("algorithm", ["RS256", "PS256"])
+async def test_assertions_are_checked_for_signature_audience_and_time(tenant: Tenant, algorithm: str) -> None:
+    status, body = await post_assertion(tenant, assertion(tenant, algorithm))
+    assert status == 200
+    tenant.identity.verify_bearer(f"Bearer {body['access_token']}", ARM_AUDIENCE)
+    status, body = await post_assertion(tenant, assertion(tenant, algorithm, aud="https://elsewhere/token"))
+    assert (status, body["error_codes"]) == (401, [700212])
+    past = int(time.time()) - 7200
+    status, body = await post_assertion(tenant, assertion(tenant, algorithm, nbf=past, exp=past + 600))
+    assert (status, body["error_codes"]) == (401, [700024])
+    tampered = assertion(tenant, algorithm)[:-6] + "AAAAAA"
+    status, body = await post_assertion(tenant, tampered)
+    assert (status, body["error"]) == (401, "invalid_client")
