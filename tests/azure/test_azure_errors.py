@@ -145,3 +145,25 @@ def test_anything_else_is_other_and_named_by_type() -> None:
     error = classify(KeyError("secret-value"))
     assert error.kind is ErrorKind.OTHER
     assert "secret-value" not in error.describe()
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "kind"),
+    [
+        (401, "AuthenticationFailed", ErrorKind.AUTH),
+        (403, "InsufficientAccountPermissions", ErrorKind.AUTH),
+        (404, "PoolNotFound", ErrorKind.NOT_FOUND),
+        (409, "AccountCoreQuotaReached", ErrorKind.QUOTA),
+        (409, "SomethingNew", ErrorKind.OTHER),
+        (412, "ConditionNotMet", ErrorKind.PRECONDITION),
+        (400, "InvalidPropertyValue", ErrorKind.INVALID),
+        (502, "BadGateway", ErrorKind.TRANSIENT),
+    ],
+)
+async def test_injected_answers_are_classified_by_status_and_code(
+    emu: Emulator, clients: AzureClients, status: int, code: str, kind: ErrorKind
+) -> None:
+    emu.faults.add(operation="batch.Pools_ListPools", status=status, code=code, message="Told so.", count=1)
+    error = await failure(clients.batch("alpha").list_pools().__anext__())
+    assert (error.kind, error.status, error.code) == (kind, status, code)
+    assert error.describe() == f"{code}: Told so."
