@@ -298,6 +298,13 @@ h = (time() + TimeInterval_Day) - time(); i = 1 != 1"""
     assert values == {"a": "5", "b": "1", "c": "1", "d": "1", "e": "1", "g": "6", "h": "1.00:00:00", "i": "0"}
 
 
+def test_long_operator_chains_are_walked_without_recursion() -> None:
+    # 8 KB allows thousands of operands in a row; a recursive walk would hit Python's recursion limit.
+    assert evaluate("x = " + "1 + " * 2000 + "1", inputs()).results.endswith(";x=2001")
+    assert evaluate("x = " + "2 * 3 - " * 1000 + "1", inputs()).results.endswith(";x=-5989")
+    assert evaluate("x = " + "0 && " * 2000 + "1", inputs()).results.endswith(";x=0")
+
+
 def test_stop_ends_the_run_keeping_earlier_assignments() -> None:
     outcome = evaluate("$TargetDedicatedNodes = 4; stop(); $TargetDedicatedNodes = 9; x = 1", inputs())
 
@@ -368,6 +375,8 @@ def test_rand_is_repeatable_for_the_same_formula_and_instant() -> None:
         ("$TargetDedicatedNodes = time()", RUN, "must be a double, not a timestamp at line 1"),
         ("x = " + "(" * 100 + "1" + ")" * 100, BAD, "nested deeper than"),
         ("x = 1;" * 101, BAD, "at most 100 statements"),
+        ("x = time()" + ".hour" * 65, BAD, "more than 64 '.' in a row"),
+        ("x = " + "-" * 65 + "1", BAD, "nested deeper than 64 levels"),
         ("x = 1;" + " " * 8192, BAD, "at most 8192 bytes"),
     ],
 )

@@ -22,6 +22,7 @@ from reconciler.emulator.batch.autoscale_parser import (
     String,
     Ternary,
     Unary,
+    left_spine,
     parse,
 )
 from reconciler.emulator.batch.autoscale_samples import History
@@ -100,9 +101,11 @@ def _check_expr(expr: Expr, assigned: set[str]) -> None:
             raise token.error("methods apply to sampled service variables only")
         case Unary(operand=operand) | Member(target=operand):
             _check_expr(operand, assigned)
-        case Binary(left=left, right=right):
-            _check_expr(left, assigned)
-            _check_expr(right, assigned)
+        case Binary():
+            first, spine = left_spine(expr)
+            _check_expr(first, assigned)
+            for node in spine:
+                _check_expr(node.right, assigned)
         case Ternary(condition=condition, then=then, otherwise=otherwise):
             for part in (condition, then, otherwise):
                 _check_expr(part, assigned)
@@ -197,13 +200,12 @@ class Interpreter:
                 if isinstance(inner, Interval) and op == "-":
                     return Interval(-inner.seconds)
                 raise _fail(token, f"operator '{op}' is not defined for a {type_name(inner)}")
-            case Binary(op="&&" | "||" as op, left=left, right=right, token=token):
-                first = self.eval(left)
-                if isinstance(first, float) and (bool(first) if op == "||" else not first):
-                    return 1.0 if op == "||" else 0.0
-                return self._binary(op, first, self.eval(right), token)
-            case Binary(op=op, left=left, right=right, token=token):
-                return self._binary(op, self.eval(left), self.eval(right), token)
+            case Binary():
+                first, spine = left_spine(expr)
+                result = self.eval(first)
+                for node in spine:
+                    result = self._apply(node, result)
+                return result
             case Ternary(condition=condition, then=then, otherwise=otherwise, token=token):
                 test = self.eval(condition)
                 if not isinstance(test, float):
@@ -229,6 +231,17 @@ class Interpreter:
                         error.detail, code=error.code, line=token.line, column=token.column
                     ) from None
         raise _fail(expr.token, "unsupported expression")
+
+    def _apply(self, node: Binary, left: Value) -> Value:
+        """`left node.op node.right`, short-circuiting `&&` and `||` as C does."""
+        op = node.op
+        if op in ("&&", "||") and isinstance(left, float) and (bool(left) if op == "||" else not left):
+            return 1.0 if op == "||" else 0.0
+        right = self.eval(node.right)
+        try:
+            return self._binary(op, left, right, node.token)
+        except (ArithmeticError, ValueError) as error:
+            raise _fail(node.token, str(error)) from None
 
     def _binary(self, op: str, left: Value, right: Value, token: Token) -> Value:
         result = binary(op, left, right)

@@ -222,7 +222,11 @@ class _Parser:
         return self.postfix(expr)
 
     def postfix(self, expr: Expr) -> Expr:
+        chained = 0
         while self.at("."):
+            chained += 1
+            if chained > MAX_NESTING:
+                raise self.current.error(f"more than {MAX_NESTING} '.' in a row")
             self.advance()
             name = self.advance()
             if name.kind is not Kind.NAME or name.text.startswith("$"):
@@ -257,3 +261,18 @@ def parse(source: str) -> list[Statement]:
     if len(source.encode("utf-8")) > MAX_FORMULA_CHARS:
         raise FormulaError(f"a formula may be at most {MAX_FORMULA_CHARS} bytes long")
     return _Parser(tokenize(source)).statements()
+
+
+def left_spine(expr: Binary) -> tuple[Expr, list[Binary]]:
+    """`a + b - c` as its first operand `a` and the operations applied to it in order (`+ b`, `- c`).
+
+    Left-associative chains are as long as the formula allows (8 KB of `1+1+...`) while the parser bounds
+    every other kind of nesting, so whoever walks the tree walks these chains in a loop, not by recursion.
+    """
+    spine: list[Binary] = []
+    node: Expr = expr
+    while isinstance(node, Binary):
+        spine.append(node)
+        node = node.left
+    spine.reverse()
+    return node, spine
