@@ -1,1 +1,1 @@
-"""Desired state: validated models of the config file and the loader that builds them. Pure: no I/O to Azure."""
+"""Desired state: validated models of the config file and the loader that builds them. No I/O to Azure."""

@@ -10,9 +10,8 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal, cast
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -25,9 +24,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError, PydanticKnownError
+from pydantic_core import PydanticCustomError
 
-from reconciler.spec.base import SpecModel
+from reconciler.spec.base import SpecModel, error_at, reraise
 from reconciler.spec.secrets import Secret
 
 _GUID: Final = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -93,36 +92,6 @@ def endpoint_problem(url: str, *, what: str) -> str | None:
     if parts.path.strip("/") and not local:
         return f"{what} must not have a path (got {parts.path})"
     return None
-
-
-def error_at(loc: tuple[str | int, ...], kind: str, message: str, value: object = None) -> ValidationError:
-    """A validation error placed at `loc` under the model being validated, for checks that span fields.
-
-    A model validator's own errors land on the model; this puts the blame on the field the user must
-    change, so the loader can point at its line.
-    """
-    return ValidationError.from_exception_data(
-        "spec", [InitErrorDetails(type=PydanticCustomError(kind, message), loc=loc, input=value)]
-    )
-
-
-def reraise(errors: Iterable[ErrorDetails], prefix: tuple[str | int, ...] = ()) -> ValidationError:
-    """Rebuild caught errors (under `prefix`) into one error, keeping each type, message and context."""
-    details: list[InitErrorDetails] = []
-    for err in errors:
-        ctx = err.get("ctx")
-        try:
-            known = PydanticKnownError(cast(Any, err["type"]), ctx).message() == err["msg"]
-        except (KeyError, TypeError, ValueError):
-            known = False
-        kind: str | PydanticCustomError = (
-            err["type"] if known else PydanticCustomError(err["type"], err["msg"], ctx)
-        )
-        detail = InitErrorDetails(type=kind, loc=(*prefix, *err["loc"]), input=err["input"])
-        if ctx is not None and isinstance(kind, str):
-            detail["ctx"] = ctx
-        details.append(detail)
-    return ValidationError.from_exception_data("spec", details)
 
 
 def _guid(value: str) -> str:

@@ -7,11 +7,12 @@ because a validated spec is a value that is hashed, diffed and shared between ta
 from __future__ import annotations
 
 import re
-from typing import Any, get_args
+from collections.abc import Iterable
+from typing import Any, cast, get_args
 
-from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import PydanticCustomError, core_schema
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError, PydanticKnownError, core_schema
 
 
 class SpecModel(BaseModel):
@@ -27,6 +28,36 @@ class SpecModel(BaseModel):
         populate_by_name=True,
         protected_namespaces=(),
     )
+
+
+def error_at(loc: tuple[str | int, ...], kind: str, message: str, value: object = None) -> ValidationError:
+    """A validation error placed at `loc` under the model being validated, for checks that span fields.
+
+    A model validator's own errors land on the model; this puts the blame on the field the user must
+    change, so the loader can point at its line.
+    """
+    return ValidationError.from_exception_data(
+        "spec", [InitErrorDetails(type=PydanticCustomError(kind, message), loc=loc, input=value)]
+    )
+
+
+def reraise(errors: Iterable[ErrorDetails], prefix: tuple[str | int, ...] = ()) -> ValidationError:
+    """Rebuild caught errors (under `prefix`) into one error, keeping each type, message and context."""
+    details: list[InitErrorDetails] = []
+    for err in errors:
+        ctx = err.get("ctx")
+        try:
+            known = PydanticKnownError(cast(Any, err["type"]), ctx).message() == err["msg"]
+        except (KeyError, TypeError, ValueError):
+            known = False
+        kind: str | PydanticCustomError = (
+            err["type"] if known else PydanticCustomError(err["type"], err["msg"], ctx)
+        )
+        detail = InitErrorDetails(type=kind, loc=(*prefix, *err["loc"]), input=err["input"])
+        if ctx is not None and isinstance(kind, str):
+            detail["ctx"] = ctx
+        details.append(detail)
+    return ValidationError.from_exception_data("spec", details)
 
 
 class CaseInsensitive:

@@ -17,8 +17,8 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from reconciler.spec.account import Guid, error_at, resource_group_problem
-from reconciler.spec.base import Between, CaseInsensitive, SpecModel
+from reconciler.spec.account import Guid, resource_group_problem
+from reconciler.spec.base import Between, CaseInsensitive, SpecModel, error_at
 from reconciler.spec.durations import Duration, describe
 
 _CLUSTER_NAME: Final = re.compile(r"[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?")

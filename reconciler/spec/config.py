@@ -17,8 +17,8 @@ from apscheduler.triggers.cron import CronTrigger
 from pydantic import ValidationError, ValidatorFunctionWrapHandler, field_validator, model_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from reconciler.spec.account import Account, Auth, AzureSettings, error_at, reraise
-from reconciler.spec.base import Between, CaseInsensitive, SpecModel
+from reconciler.spec.account import Account, Auth, AzureSettings
+from reconciler.spec.base import Between, CaseInsensitive, SpecModel, error_at, reraise
 from reconciler.spec.cluster import Cluster, validate_cluster_name
 from reconciler.spec.durations import Duration, describe
 from reconciler.spec.pool import Pool, validate_pool_id

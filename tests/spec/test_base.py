@@ -1,0 +1,45 @@
+"""Helpers every model module shares: errors placed on the field to change, and caught errors rebuilt."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError, model_validator
+from pydantic_core import ErrorDetails
+
+from reconciler.spec.base import SpecModel, error_at, reraise
+
+
+class _Pair(SpecModel):
+    low: int
+    high: int
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _Pair:
+        if self.low > self.high:
+            raise error_at(("high",), "order", "must be at least low", self.high)
+        return self
+
+
+def test_error_at_blames_the_named_field() -> None:
+    with pytest.raises(ValidationError) as caught:
+        _Pair(low=3, high=1)
+    [error] = caught.value.errors()
+    assert (error["loc"], error["type"], error["msg"]) == (("high",), "order", "must be at least low")
+
+
+def test_reraise_keeps_types_messages_and_context_under_a_prefix() -> None:
+    with pytest.raises(ValidationError) as caught:
+        _Pair.model_validate({"low": "x"})
+    original = caught.value.errors()
+    rebuilt = reraise([*original, *_custom()], prefix=("pools", "p1")).errors()
+    assert [(e["loc"], e["type"], e["msg"]) for e in rebuilt] == [
+        (("pools", "p1", "low"), "int_parsing", original[0]["msg"]),
+        (("pools", "p1", "high"), "missing", "Field required"),
+        (("pools", "p1", "high"), "order", "must be at least low"),
+    ]
+
+
+def _custom() -> list[ErrorDetails]:
+    with pytest.raises(ValidationError) as caught:
+        _Pair(low=3, high=1)
+    return list(caught.value.errors())
