@@ -17,6 +17,7 @@ from reconciler.emulator.arm.http import api_version, base_url, json_response, r
 from reconciler.emulator.arm.lro import Progress, retry_headers
 from reconciler.emulator.arm.pool_convert import (
     create_body,
+    identity_to_arm,
     identity_to_data_plane,
     pool_to_arm,
     properties_to_data_plane,
@@ -193,9 +194,7 @@ class BatchPoolsProvider:
         )
         extras: dict[str, Any] = {"vmSize": properties.get("vmSize")}
         if identity:
-            extras["identity"] = pool_to_arm(
-                {"id": pool_id, "identity": identity_to_data_plane(identity)}, ""
-            ).get("identity")
+            extras["identity"] = identity_to_arm(identity_to_data_plane(identity))
         fixed = (properties.get("scaleSettings") or {}).get("fixedScale") or {}
         if fixed.get("nodeDeallocationOption"):
             extras["nodeDeallocationOption"] = fixed["nodeDeallocationOption"]

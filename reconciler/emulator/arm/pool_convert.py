@@ -169,7 +169,7 @@ def create_body(pool_id: str, properties: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _identity_to_arm(identity: dict[str, Any] | None) -> dict[str, Any] | None:
+def identity_to_arm(identity: dict[str, Any] | None) -> dict[str, Any] | None:
     if not identity or identity.get("type", "None") == "None":
         return None
     entries = identity.get("userAssignedIdentities") or []
@@ -282,7 +282,7 @@ def pool_to_arm(
         "etag": f'W/"{etag}"' if etag else None,
         "properties": {k: v for k, v in props.items() if v is not None},
     }
-    arm_identity = _identity_to_arm(pool.get("identity")) or identity
+    arm_identity = identity_to_arm(pool.get("identity")) or identity
     if arm_identity:
         body["identity"] = arm_identity
     if body["etag"] is None:
