@@ -36,10 +36,15 @@ def validate_command(paths: list[Path]) -> int:
         # A bug must still not print a traceback (it could show config values): name it and stop.
         print(f"{_names(paths)}: cannot be validated: internal error ({type(exc).__name__})", file=sys.stderr)
         return 1
-    print(
-        f"OK: {len(config.pools)} pools, {len(config.clusters)} clusters, "
-        f"{len(config.accounts)} accounts ({_names(paths)})"
+    counts = ", ".join(
+        _count(len(section), noun)
+        for section, noun in (
+            (config.pools, "pool"),
+            (config.clusters, "cluster"),
+            (config.accounts, "account"),
+        )
     )
+    print(f"OK: {counts} ({_names(paths)})")
     return 0
 
 
@@ -71,6 +76,10 @@ def schema_command(output: Path | None) -> int:
         print(f"{output}: cannot write: {exc.strerror or type(exc).__name__}", file=sys.stderr)
         return 1
     return 0
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _names(paths: list[Path]) -> str:

@@ -49,7 +49,15 @@ def test_validate_ok_prints_a_summary(tmp_path: Path) -> None:
     path.write_text(GOOD)
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 0, result.output
-    assert result.stdout == f"OK: 1 pools, 0 clusters, 1 accounts ({path})\n"
+    assert result.stdout == f"OK: 1 pool, 0 clusters, 1 account ({path})\n"
+
+
+def test_validate_summary_counts_in_plural(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(GOOD + GOOD.split("pools:\n")[1].replace("  p1:", "  p2:"))
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"OK: 2 pools, 0 clusters, 1 account ({path})\n"
 
 
 def test_validate_bad_prints_the_line_and_exits_1() -> None:
