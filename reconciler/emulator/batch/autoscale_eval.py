@@ -117,7 +117,7 @@ def _check_expr(expr: Expr, assigned: set[str]) -> None:
 
 
 class Interpreter:
-    """One run of a formula over one pool's inputs. `variables` holds every assignment, in order."""
+    """One run of a formula over one pool's inputs; `variables` ends with the user variables' final values."""
 
     def __init__(
         self,
