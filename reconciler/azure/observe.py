@@ -55,11 +55,12 @@ async def observe_account(
         client = clients.batch(account)
         async with asyncio.timeout(account_timeout):
             pools, counts = await _both(_list_pools(client), _list_node_counts(client))
-    except TimeoutError:
-        error = AzureError(ErrorKind.TRANSIENT, f"no answer within {account_timeout}s", code="Timeout")
-        return AccountSnapshot(account, observed_at, error=error)
     except _FAILURES as exc:
-        return AccountSnapshot(account, observed_at, error=classify(exc))
+        if isinstance(exc, TimeoutError) and account_timeout is not None:
+            error = AzureError(ErrorKind.TRANSIENT, f"no answer within {account_timeout:g}s", code="Timeout")
+        else:
+            error = classify(exc)
+        return AccountSnapshot(account, observed_at, error=error)
     observed = {
         str(body["id"]): observed_pool(account, body, counts.get(str(body["id"]).casefold()))
         for body in pools
