@@ -15,7 +15,7 @@ from azure.batch import models
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from openapi import BATCH_SPEC, BatchOpenApi, OpenApiValidationPolicy
 
-from reconciler.emulator import Emulator
+from reconciler.emulator import Emulator, ThreadedEmulator
 from reconciler.emulator.batch.routes import ROUTES
 
 EXAMPLES = sorted(path for path in BATCH_SPEC.parent.glob("*_*.json"))
@@ -284,3 +284,18 @@ async def test_every_served_operation_conforms(
     assert served - policy.seen == set(), "served operations this test did not exercise"
     errors = {status for (_, status) in policy.statuses if status >= 400}
     assert {400, 404, 409} <= errors
+
+
+def test_the_policy_reads_bodies_in_the_sync_client_too(threaded_emulator: ThreadedEmulator) -> None:
+    policy = OpenApiValidationPolicy()
+    client = threaded_emulator.batch_client(per_retry_policies=[policy])
+
+    client.create_pool(new_pool("sync-pool", 1))
+    threaded_emulator.advance(SETTLE)
+    assert client.get_pool("sync-pool").current_dedicated_nodes == 1
+    assert [pool.id for pool in client.list_pools()] == ["sync-pool"]
+    with pytest.raises(ResourceNotFoundError):
+        client.get_pool("sync-missing")
+
+    assert policy.seen == {"Pools_CreatePool", "Pools_GetPool", "Pools_ListPools"}
+    assert policy.statuses[("Pools_GetPool", 404)] == 1
