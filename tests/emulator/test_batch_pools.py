@@ -98,7 +98,9 @@ async def test_add_validation_and_conflicts(batch_client: Any) -> None:
     short = new_pool("short", resize_timeout="PT4M")
     assert await error_code(batch_client.create_pool(short)) == (400, "InvalidPropertyValue")
     both = new_pool("both", 1, enable_auto_scale=True, auto_scale_formula="$TargetDedicatedNodes=1;")
-    assert await error_code(batch_client.create_pool(both)) == (400, "InvalidPropertyValue")
+    assert await error_code(batch_client.create_pool(both)) == (400, "InvalidAutoScalingSettings")
+    formula_only = new_pool("formula", None, auto_scale_formula="$TargetDedicatedNodes=1;")
+    assert await error_code(batch_client.create_pool(formula_only)) == (400, "InvalidAutoScalingSettings")
     interval = new_pool(
         "interval",
         None,
@@ -139,8 +141,8 @@ async def test_autoscale_enable_evaluate_disable(emulator: Emulator, batch_clien
     assert pool.target_dedicated_nodes == 2
     assert pool.allocation_state == m.AllocationState.RESIZING
 
-    assert await error_code(batch_client.enable_pool_auto_scale("auto", options)) == (
-        409,
+    assert await error_code(batch_client.enable_pool_auto_scale("auto", options, retry_total=0)) == (
+        503,
         "TooManyEnableAutoScaleRequests",
     )
     resize = m.BatchPoolResizeOptions(target_dedicated_nodes=1)

@@ -17,6 +17,21 @@ from urllib.parse import parse_qs
 
 from reconciler.emulator.batch.errors import BatchServiceError
 
+# The SDK's order, which is what it signs.
+_SIGNED_ORDER = (
+    "content-encoding",
+    "content-language",
+    "content-length",
+    "content-md5",
+    "content-type",
+    "date",
+    "if-modified-since",
+    "if-match",
+    "if-none-match",
+    "if-unmodified-since",
+    "range",
+)
+
 
 def string_to_sign(
     method: str, headers: Mapping[str, str], account: str, raw_path: str, raw_query: str
@@ -34,22 +49,6 @@ def string_to_sign(
         if value:
             text += f"\n{name}:{value}"
     return text
-
-
-# The SDK's order, which is what it signs.
-_SIGNED_ORDER = (
-    "content-encoding",
-    "content-language",
-    "content-length",
-    "content-md5",
-    "content-type",
-    "date",
-    "if-modified-since",
-    "if-match",
-    "if-none-match",
-    "if-unmodified-since",
-    "range",
-)
 
 
 def sign(key: str, text: str) -> str:

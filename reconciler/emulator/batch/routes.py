@@ -292,7 +292,6 @@ async def disable_autoscale(request: web.Request, call: Call) -> web.StreamRespo
 async def evaluate_autoscale(request: web.Request, call: Call) -> web.StreamResponse:
     pool = _pool(call)
     body = call.service.evaluate_autoscale(call.account, pool.id, await call.body())
-    body["odata.metadata"] = body["odata.metadata"].replace(call.service.base_url(call.account), call.base)
     return pool_headers(json_response(body), pool, call.base)
 
 

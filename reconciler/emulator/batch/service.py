@@ -74,6 +74,15 @@ def _being_deleted() -> BatchServiceError:
     return BatchServiceError(409, "PoolBeingDeleted", "The specified pool has been marked for deletion.")
 
 
+def _autoscale_settings(reason: str) -> BatchServiceError:
+    return BatchServiceError(
+        400,
+        "InvalidAutoScalingSettings",
+        f"The specified auto-scaling settings are not valid: {reason}.",
+        {"Reason": reason},
+    )
+
+
 def _being_resized() -> BatchServiceError:
     return BatchServiceError(409, "PoolBeingResized", "The specified pool is currently being resized.")
 
@@ -179,14 +188,13 @@ class BatchService:
         autoscale = bool(body.get("enableAutoScale"))
         if autoscale:
             if dedicated is not None or low_priority is not None:
-                name = "targetDedicatedNodes" if dedicated is not None else "targetLowPriorityNodes"
-                raise check.invalid(
-                    name, body.get(name), "Node targets cannot be set when autoscale is enabled"
-                )
+                raise _autoscale_settings("node targets cannot be set on a pool with autoscale enabled")
             if not body.get("autoScaleFormula"):
-                raise check.missing("autoScaleFormula")
+                raise _autoscale_settings("a pool with autoscale enabled needs an autoScaleFormula")
             check.autoscale_interval(body)
             self._validate_formula(str(body["autoScaleFormula"]))
+        elif body.get("autoScaleFormula"):
+            raise _autoscale_settings("an autoScaleFormula needs enableAutoScale set to true")
         slots = body.get("taskSlotsPerNode", 1)
         if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= 256:
             raise check.invalid("taskSlotsPerNode", slots, "The value must be between 1 and 256")
@@ -350,7 +358,7 @@ class BatchService:
             and now - pool.autoscale_enabled_at < ENABLE_AUTOSCALE_SPACING
         ):
             raise BatchServiceError(
-                409,
+                503,
                 "TooManyEnableAutoScaleRequests",
                 "Enable AutoScale requests for the same pool must be separated by at least 30 seconds.",
             )
