@@ -95,10 +95,14 @@ class AzureError:
 
 def classify(exc: BaseException) -> AzureError:
     """Classify any exception raised by an Azure SDK call (or by the transport under it)."""
+    if isinstance(exc, ClientAuthenticationError):
+        # Entra ID refuses a bad tenant or client with a 400: still a credential problem, not our request.
+        if exc.response is None or exc.status_code is None:
+            return AzureError(ErrorKind.AUTH, _one_line(exc.message or type(exc).__name__))
+        code, message = _code_and_message(exc)
+        return AzureError(ErrorKind.AUTH, message, code=code, status=exc.status_code)
     if isinstance(exc, HttpResponseError) and exc.response is not None and exc.status_code is not None:
         return _classify_response(exc, exc.status_code)
-    if isinstance(exc, ClientAuthenticationError):
-        return AzureError(ErrorKind.AUTH, _one_line(exc.message or type(exc).__name__))
     if isinstance(exc, ServiceRequestError | ServiceResponseError | ConnectionError | TimeoutError):
         return AzureError(ErrorKind.TRANSIENT, _transport_message(exc), code=type(exc).__name__)
     if isinstance(exc, HttpResponseError):

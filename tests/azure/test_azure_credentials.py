@@ -125,3 +125,11 @@ async def test_every_token_method_builds_its_credential(
         assert type(credential).__name__ == f"{kind}Credential"
         with pytest.raises(TypeError):
             credentials.token(SharedKeyAuth(method="shared_key", key=Secret("a2V5")))
+
+
+async def test_an_unknown_tenant_is_an_auth_error(emu: Emulator, make_config: MakeConfig) -> None:
+    unknown = {**client_secret(emu), "tenant_id": "00000000-0000-4000-8000-00000000dead"}
+    async with AzureClients(make_config(tls=True, alpha=unknown), client_options=NO_RETRIES) as clients:
+        observed = await observe_account(clients, "alpha")
+    assert observed.error is not None
+    assert observed.error.kind is ErrorKind.AUTH
