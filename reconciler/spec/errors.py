@@ -250,6 +250,8 @@ def translate(error: ValidationError, schema: SchemaIndex, report: ProblemReport
         report.add(head.node, head.data_path, text)
 
 
+_PYDANTIC_MISSING = "Field required"
+
 _SHAPE_ERRORS = frozenset({"missing", "extra_forbidden", "union_tag_invalid", "union_tag_not_found"})
 
 
@@ -273,6 +275,8 @@ class _Located:
     union: tuple[tuple[str | int, ...], str | int] | None
     depth: int
     """How far the location goes past the union tag: deeper means a member matched better."""
+    reached: bool
+    """The location's last part is in the tree (a `missing` key the user wrote as null, say)."""
 
     @classmethod
     def of(cls, error: ErrorDetails, root: Node) -> _Located:
@@ -280,11 +284,13 @@ class _Located:
         node, data_path, is_key = root, [], False
         union: tuple[tuple[str | int, ...], str | int] | None = None
         depth = 0
+        reached = False
         for i, part in enumerate(loc):
             if part == "[key]":
                 is_key = True
                 continue
             child = node.child(part)
+            reached = child is not None
             if child is not None:
                 node = child
                 data_path.append(part)
@@ -295,7 +301,7 @@ class _Located:
                 continue
             if union is None:
                 union = (loc[:i], part)
-        return cls(error, node, tuple(data_path), is_key, union, depth)
+        return cls(error, node, tuple(data_path), is_key, union, depth, reached)
 
 
 def _message(error: ErrorDetails) -> str:
@@ -313,7 +319,13 @@ def _report(item: _Located, schema: SchemaIndex, report: ProblemReport) -> None:
     loc = tuple(error["loc"])
     ctx = error.get("ctx") or {}
     if kind == "missing":
-        report.add(node, item.data_path, f"missing required key '{loc[-1]}'", key=True)
+        message = _message(error)
+        if message == _PYDANTIC_MISSING:
+            report.add(node, item.data_path, f"missing required key '{loc[-1]}'", key=True)
+        else:
+            # A model's own message says what to do but not which key; name it in the path.
+            below = () if item.reached else (loc[-1],)
+            report.add(node, item.data_path, message, key=True, below=below)
     elif kind == "extra_forbidden":
         name = str(loc[-1])
         message = f"unknown key '{name}'{_did_you_mean(name, schema.allowed_keys(loc[:-1]))}"

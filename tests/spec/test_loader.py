@@ -424,3 +424,43 @@ def test_fixture_files_show_the_documented_line(problems: Problems) -> None:
 def test_an_empty_file_adds_nothing(write: WriteFile, load: Load) -> None:
     config = load(write("a.yaml", POOL), write("empty.yaml", "# nothing here yet\n"))
     assert list(config.pools) == ["p_id1"]
+
+
+def test_a_models_own_missing_message_is_kept_and_names_the_key(write: WriteFile, problems: Problems) -> None:
+    text = (
+        "azure: {subscription_id: 11111111-2222-3333-4444-555555555555}\n"
+        "clusters:\n  c1:\n    resource_group: rg\n    vnet: vnet-dask\n    security_group: nsg-dask\n"
+        "    location: null\n"
+    )
+    path = write("x.yaml", text)
+    assert problems(path) == [
+        at(
+            path,
+            text,
+            "location",
+            "clusters.c1.location: required (set it here or in dask config cloudprovider.azure.location)",
+        )
+    ]
+    text = text.replace("    location: null\n", "")
+    path = write("y.yaml", text)
+    assert problems(path) == [
+        at(
+            path,
+            text,
+            "c1",
+            "clusters.c1.location: required (set it here or in dask config cloudprovider.azure.location)",
+        )
+    ]
+
+
+def test_a_cross_field_missing_message_is_kept(write: WriteFile, problems: Problems) -> None:
+    text = "accounts:\n  local:\n    batch_url: https://10.0.0.4\n    auth: {method: shared_key, key: k}\n"
+    path = write("x.yaml", text)
+    assert problems(path) == [
+        at(
+            path,
+            text,
+            "local",
+            "accounts.local.account_name: required with shared_key auth: this batch_url does not name the account",
+        )
+    ]
