@@ -461,6 +461,7 @@ def test_a_cross_field_missing_message_is_kept(write: WriteFile, problems: Probl
             path,
             text,
             "local",
-            "accounts.local.account_name: required with shared_key auth: this batch_url does not name the account",
+            "accounts.local.account_name: required with shared_key auth: "
+            "this batch_url does not name the account",
         )
     ]
