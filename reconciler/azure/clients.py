@@ -24,6 +24,7 @@ from azure.mgmt.network.aio import NetworkManagementClient
 
 from reconciler import __version__
 from reconciler.azure.credentials import Credentials
+from reconciler.azure.errors import ConfigurationError
 from reconciler.spec.config import Config
 
 CALLER_HEADER: Final = "x-ms-caller"
@@ -104,6 +105,11 @@ class AzureClients:
             options = self._common()
             credential = self._credentials.batch(settings)
             if not isinstance(credential, AzureNamedKeyCredential):
+                if urlsplit(settings.batch_url).scheme != "https":
+                    raise ConfigurationError(
+                        f"account {account}: token auth needs an https batch_url "
+                        "(plain http takes shared_key only)"
+                    )
                 options["credential_scopes"] = [BATCH_SCOPE]
             if settings.proxies is not None:
                 options["proxies"] = settings.proxies.model_dump(exclude_none=True)

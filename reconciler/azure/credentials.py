@@ -16,6 +16,7 @@ from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.identity import aio as identity
 
+from reconciler.azure.errors import ConfigurationError
 from reconciler.spec.account import (
     Account,
     Auth,
@@ -106,7 +107,7 @@ class Credentials:
         if isinstance(auth, SharedKeyAuth):
             name = account.batch_account_name
             if name is None:
-                raise ValueError("shared_key auth needs the account name (account_name)")
+                raise ConfigurationError("shared_key auth needs the account name (account_name)")
             return AzureNamedKeyCredential(name, auth.key.reveal())
         return self.token(auth)
 

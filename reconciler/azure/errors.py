@@ -75,6 +75,10 @@ _RETRY_AFTER_MS: Final = ("retry-after-ms", "x-ms-retry-after-ms")
 _MAX_MESSAGE: Final = 300
 
 
+class ConfigurationError(ValueError):
+    """The settings cannot make a working client (token auth over plain http, no account name)."""
+
+
 @dataclass(frozen=True)
 class AzureError:
     """A classified failure; `describe()` is safe to log and to show to a user."""
@@ -95,6 +99,8 @@ class AzureError:
 
 def classify(exc: BaseException) -> AzureError:
     """Classify any exception raised by an Azure SDK call (or by the transport under it)."""
+    if isinstance(exc, ConfigurationError):
+        return AzureError(ErrorKind.INVALID, _one_line(str(exc)), code="InvalidConfiguration")
     if isinstance(exc, ClientAuthenticationError):
         # Entra ID refuses a bad tenant or client with a 400: still a credential problem, not our request.
         if exc.response is None or exc.status_code is None:
@@ -181,9 +187,12 @@ def _one_line(message: str) -> str:
 
 
 def _transport_message(exc: BaseException) -> str:
+    """azure-core's own text (`Cannot connect to host ...`), which names the host but never a header."""
     inner = getattr(exc, "inner_exception", None) or exc.__cause__
     name = type(inner).__name__ if inner is not None else type(exc).__name__
-    return f"connection failed ({name})"
+    text = getattr(exc, "message", None)
+    detail = _one_line(text) if isinstance(text, str) and text.strip() else ""
+    return f"connection failed ({name}): {detail}" if detail else f"connection failed ({name})"
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None) -> float | None:

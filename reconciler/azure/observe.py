@@ -18,14 +18,14 @@ from azure.core.exceptions import AzureError as SdkError
 
 from reconciler.azure import markers
 from reconciler.azure.clients import AzureClients
-from reconciler.azure.errors import AzureError, ErrorKind, classify
+from reconciler.azure.errors import AzureError, ConfigurationError, ErrorKind, classify
 from reconciler.azure.rest import POOL_SELECT, canonical_from_rest, comparable_view
 from reconciler.azure.snapshot import AccountSnapshot, NodeCounts, ObservedPool, ResizeError, Snapshot
 
 Clock = Callable[[], datetime]
 _A = TypeVar("_A")
 _B = TypeVar("_B")
-_FAILURES = (SdkError, OSError, TimeoutError, ValueError)
+_FAILURES = (SdkError, OSError, TimeoutError, ConfigurationError)
 
 
 def utc_now() -> datetime:

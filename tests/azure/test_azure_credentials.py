@@ -133,3 +133,18 @@ async def test_an_unknown_tenant_is_an_auth_error(emu: Emulator, make_config: Ma
         observed = await observe_account(clients, "alpha")
     assert observed.error is not None
     assert observed.error.kind is ErrorKind.AUTH
+
+
+async def test_token_auth_over_plain_http_is_a_configuration_error(
+    emu: Emulator, make_config: MakeConfig
+) -> None:
+    async with AzureClients(make_config(alpha=client_secret(emu)), client_options=NO_RETRIES) as clients:
+        observed = await observe_account(clients, "alpha")
+        fine = await observe_account(clients, "beta")
+    assert observed.error is not None
+    assert (observed.error.kind, observed.error.code) == (ErrorKind.INVALID, "InvalidConfiguration")
+    assert observed.error.describe() == (
+        "InvalidConfiguration: account alpha: token auth needs an https batch_url "
+        "(plain http takes shared_key only)"
+    )
+    assert fine.error is None
