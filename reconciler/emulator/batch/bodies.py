@@ -6,12 +6,16 @@ comparing bodies, or a human reading them, sees what Azure would show.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from reconciler.emulator.batch.jobs import Job, Task
 from reconciler.emulator.batch.nodes import Node
 from reconciler.emulator.batch.pools import Pool
 from reconciler.emulator.batch.timefmt import iso
+
+ClockAt = Callable[[float], datetime]
 
 NODE_STATES = {
     "creating": "creating",
@@ -162,7 +166,7 @@ def node_counts(nodes: list[Node]) -> dict[str, int]:
     return counts
 
 
-def job_body(job: Job, base: str, clock_at: Any, *, element: bool = True) -> dict[str, Any]:
+def job_body(job: Job, base: str, clock_at: ClockAt, *, element: bool = True) -> dict[str, Any]:
     body: dict[str, Any] = {}
     if element:
         body["odata.metadata"] = metadata_url(base, "jobs/@Element")
@@ -184,7 +188,7 @@ def job_body(job: Job, base: str, clock_at: Any, *, element: bool = True) -> dic
     return body
 
 
-def task_execution(task: Task, clock_at: Any) -> dict[str, Any]:
+def task_execution(task: Task, clock_at: ClockAt) -> dict[str, Any]:
     info: dict[str, Any] = {}
     if task.start_time is not None:
         info["startTime"] = iso(clock_at(task.start_time))
@@ -202,7 +206,7 @@ def task_execution(task: Task, clock_at: Any) -> dict[str, Any]:
     return info
 
 
-def task_body(task: Task, base: str, clock_at: Any, *, element: bool = True) -> dict[str, Any]:
+def task_body(task: Task, base: str, clock_at: ClockAt, *, element: bool = True) -> dict[str, Any]:
     body: dict[str, Any] = {}
     if element:
         body["odata.metadata"] = metadata_url(base, "tasks/@Element")

@@ -193,9 +193,9 @@ class Pool:
                 }
             node.retain_until = max(node.retain_until, at + task.retention)
             task.move("completed", at)
-        self._settle(node, at)
+        self.settle_node(node, at)
 
-    def _settle(self, node: Node, at: float) -> None:
+    def settle_node(self, node: Node, at: float) -> None:
         """Put a node whose running set changed into the state and wake-up time that follow from it."""
         if node.running:
             ends = [t.end_at for t in node.running if t.end_at is not None]
@@ -249,7 +249,7 @@ class Pool:
         task.end_at = at + task_seconds(str(task.spec.get("commandLine", "")))
         task.move("running", at)
         node.running.append(task)
-        self._settle(node, at)
+        self.settle_node(node, at)
 
     def requeue(self, task: Task, at: float) -> None:
         task.requeue_count += 1

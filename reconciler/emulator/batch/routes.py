@@ -19,8 +19,9 @@ from reconciler.emulator.batch.auth import authentication_failed, verify_shared_
 from reconciler.emulator.batch.bodies import pool_body
 from reconciler.emulator.batch.errors import BatchServiceError
 from reconciler.emulator.batch.odata import parse_select, project
+from reconciler.emulator.batch.paging import Page, next_link
 from reconciler.emulator.batch.pools import Pool
-from reconciler.emulator.batch.service import BatchService, Page, next_link
+from reconciler.emulator.batch.service import BatchService
 from reconciler.emulator.batch.timefmt import iso, parse_http_date, rfc1123
 
 BearerVerifier = Callable[[str], bool | Awaitable[bool]]

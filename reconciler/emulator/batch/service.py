@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from typing import Any
-from urllib.parse import quote, urlencode
 
 from reconciler.emulator.batch import validation as check
 from reconciler.emulator.batch.accounts import AccountState
@@ -25,15 +24,15 @@ from reconciler.emulator.batch.bodies import (
     task_body,
 )
 from reconciler.emulator.batch.errors import BatchServiceError
-from reconciler.emulator.batch.jobs import Job, Task, job_defaults, task_defaults
 from reconciler.emulator.batch.nodes import Node
-from reconciler.emulator.batch.odata import Predicate, parse_filter, parse_select, project
+from reconciler.emulator.batch.odata import parse_filter, parse_select, project
+from reconciler.emulator.batch.paging import Page, limit, next_query, page
 from reconciler.emulator.batch.pools import Pool, Timings
 from reconciler.emulator.batch.state import dump_accounts, load_accounts
+from reconciler.emulator.batch.tasking import JobOperations, not_found
 from reconciler.emulator.batch.timefmt import iso
 from reconciler.emulator.context import AccountSettings, EmulatorContext
 
-MAX_RESULTS = 1000
 ENABLE_AUTOSCALE_SPACING = 30.0
 SAMPLE_SECONDS = 30.0
 MAX_SAMPLES = 180
@@ -58,18 +57,6 @@ _UPDATABLE = (
 )
 
 
-@dataclass
-class Page:
-    """One page of a list: the items and, when more remain, the `odata.nextLink` query."""
-
-    items: list[dict[str, Any]]
-    next_query: dict[str, str] | None
-
-
-def _not_found(kind: str, what: str) -> BatchServiceError:
-    return BatchServiceError(404, f"{kind}NotFound", f"The specified {what} does not exist.")
-
-
 def _being_deleted() -> BatchServiceError:
     return BatchServiceError(409, "PoolBeingDeleted", "The specified pool has been marked for deletion.")
 
@@ -87,7 +74,7 @@ def _being_resized() -> BatchServiceError:
     return BatchServiceError(409, "PoolBeingResized", "The specified pool is currently being resized.")
 
 
-class BatchService:
+class BatchService(JobOperations):
     name = "batch"
 
     def __init__(self, ctx: EmulatorContext, timings: Timings | None = None) -> None:
@@ -151,7 +138,7 @@ class BatchService:
         self.sync()
         found = self.account(account).pools.get(pool_id.lower())
         if found is None:
-            raise _not_found("Pool", "pool")
+            raise not_found("Pool", "pool")
         return found
 
     def _active_pool(self, account: str, pool_id: str) -> Pool:
@@ -249,14 +236,14 @@ class BatchService:
         self.sync()
         predicate = parse_filter(filter_text)
         fields_ = parse_select(select)
-        limit = _limit(max_results)
+        cap = limit(max_results)
         items: list[dict[str, Any]] = []
         last: str | None = None
         for pool in self.account(account).pools_after(skip):
             if predicate is not None and not predicate(_pool_row(pool)):
                 continue
-            if len(items) == limit:
-                return Page(items, _next_query(last, filter_text, select, max_results))
+            if len(items) == cap:
+                return Page(items, next_query(last, filter_text, select, max_results))
             items.append(project(pool_body(pool, base, element=False), fields_))
             last = pool.key
         return Page(items, None)
@@ -339,7 +326,7 @@ class BatchService:
         for node_id in wanted:
             node = pool.nodes.get(str(node_id))
             if node is None:
-                raise _not_found("Node", "node")
+                raise not_found("Node", "node")
             if not node.leaving:
                 victims.append(node)
         now = self.now()
@@ -488,13 +475,13 @@ class BatchService:
         pool = self.pool(account, pool_id)
         predicate = parse_filter(filter_text)
         rows = [node_body(pool, node, base, element=False) for node in pool.nodes.values()]
-        return _page(rows, predicate, parse_select(select), max_results, skip, filter_text, select)
+        return page(rows, predicate, parse_select(select), max_results, skip, filter_text, select)
 
     def get_node(self, account: str, pool_id: str, node_id: str, base: str) -> dict[str, Any]:
         pool = self.pool(account, pool_id)
         node = pool.nodes.get(node_id)
         if node is None:
-            raise _not_found("Node", "node")
+            raise not_found("Node", "node")
         return node_body(pool, node, base)
 
     def list_node_counts(
@@ -507,7 +494,7 @@ class BatchService:
     ) -> Page:
         self.sync()
         predicate = parse_filter(filter_text)
-        limit = _limit(max_results)
+        cap = limit(max_results)
         items: list[dict[str, Any]] = []
         last: str | None = None
         for pool in self.account(account).pools_after(skip):
@@ -518,185 +505,11 @@ class BatchService:
             }
             if predicate is not None and not predicate(row):
                 continue
-            if len(items) == limit:
-                return Page(items, _next_query(last, filter_text, None, max_results))
+            if len(items) == cap:
+                return Page(items, next_query(last, filter_text, None, max_results))
             items.append(row)
             last = pool.key
         return Page(items, None)
-
-    # ---- jobs and tasks ----
-
-    def create_job(self, account: str, body: dict[str, Any]) -> Job:
-        self.sync()
-        state = self.account(account)
-        job_id = check.require_id(body)
-        if job_id.lower() in state.jobs:
-            raise BatchServiceError(409, "JobExists", "The specified job already exists.")
-        pool_info = body.get("poolInfo")
-        if not isinstance(pool_info, dict):
-            raise check.missing("poolInfo")
-        if not pool_info.get("poolId"):
-            raise check.invalid("poolInfo", pool_info, "The emulator runs jobs on an existing pool id only")
-        now = self.now()
-        job = Job(job_defaults(body), now, state.new_etag(), state_time=now, last_modified=now)
-        state.jobs[job_id.lower()] = job
-        return job
-
-    def job(self, account: str, job_id: str) -> Job:
-        self.sync()
-        job = self.account(account).jobs.get(job_id.lower())
-        if job is None:
-            raise _not_found("Job", "job")
-        return job
-
-    def job_body(self, account: str, job: Job, base: str, *, element: bool = True) -> dict[str, Any]:
-        return job_body(job, base, self.clock.at, element=element)
-
-    def list_job_page(
-        self,
-        account: str,
-        base: str,
-        *,
-        filter_text: str | None = None,
-        select: str | None = None,
-        max_results: int | None = None,
-        skip: str | None = None,
-    ) -> Page:
-        self.sync()
-        rows = [job_body(j, base, self.clock.at, element=False) for j in self.account(account).jobs.values()]
-        return _page(
-            rows, parse_filter(filter_text), parse_select(select), max_results, skip, filter_text, select
-        )
-
-    def delete_job(self, account: str, job_id: str) -> None:
-        job = self.job(account, job_id)
-        state = self.account(account)
-        now = self.now()
-        queue = state.queues.get(job.pool_id.lower(), [])
-        queue[:] = [t for t in queue if t.job_id != job.id]
-        pool = state.pools.get(job.pool_id.lower())
-        for task in job.tasks.values():
-            if task.state == "running" and pool is not None and task.node_id in pool.nodes:
-                node = pool.nodes[task.node_id]
-                if task in node.running:
-                    node.running.remove(task)
-                    pool._settle(node, now)
-        del state.jobs[job.id.lower()]
-        if pool is not None:
-            pool.schedule_tasks(now)
-            self._settle(pool)
-
-    def add_task(self, account: str, job_id: str, body: dict[str, Any]) -> Task:
-        job = self.job(account, job_id)
-        task = self._new_task(account, job, body)
-        self._enqueue(account, job, [task])
-        return task
-
-    def add_tasks(self, account: str, job_id: str, body: dict[str, Any], base: str) -> dict[str, Any]:
-        job = self.job(account, job_id)
-        values = body.get("value")
-        if not isinstance(values, list):
-            raise check.missing("value")
-        if len(values) > 100:
-            raise BatchServiceError(
-                413, "RequestBodyTooLarge", "The request body is too large: at most 100 tasks per collection."
-            )
-        results: list[dict[str, Any]] = []
-        added: list[Task] = []
-        for item in values:
-            task_id = item.get("id") if isinstance(item, dict) else None
-            try:
-                task = self._new_task(account, job, item if isinstance(item, dict) else {})
-            except BatchServiceError as err:
-                results.append(
-                    {
-                        "status": "clienterror",
-                        "taskId": str(task_id or ""),
-                        "error": {
-                            "code": err.code,
-                            "message": {"lang": "en-US", "value": err.message},
-                            "values": [{"key": k, "value": v} for k, v in err.values.items()],
-                        },
-                    }
-                )
-                continue
-            added.append(task)
-            results.append(
-                {
-                    "status": "success",
-                    "taskId": task.id,
-                    "eTag": task.etag,
-                    "lastModified": iso(self.clock.at(task.last_modified)),
-                    "location": f"{base}/jobs/{job.id}/tasks/{task.id}",
-                }
-            )
-        self._enqueue(account, job, added)
-        return {"odata.metadata": metadata_url(base, "taskaddresult"), "value": results}
-
-    def _new_task(self, account: str, job: Job, body: dict[str, Any]) -> Task:
-        task_id = check.require_id(body)
-        if not body.get("commandLine"):
-            raise check.missing("commandLine")
-        if task_id.lower() in job.tasks:
-            raise BatchServiceError(409, "TaskExists", "The specified task already exists.")
-        now = self.now()
-        state = self.account(account)
-        task = Task(job.id, task_defaults(body), now, state.new_etag(), state_time=now, last_modified=now)
-        job.tasks[task_id.lower()] = task
-        return task
-
-    def _enqueue(self, account: str, job: Job, tasks: list[Task]) -> None:
-        state = self.account(account)
-        key = job.pool_id.lower()
-        state.queues.setdefault(key, []).extend(tasks)
-        pool = state.pools.get(key)
-        if pool is not None:
-            pool.schedule_tasks(self.now())
-            self._settle(pool)
-
-    def task(self, account: str, job_id: str, task_id: str) -> Task:
-        task = self.job(account, job_id).tasks.get(task_id.lower())
-        if task is None:
-            raise _not_found("Task", "task")
-        return task
-
-    def task_body(self, task: Task, base: str, *, element: bool = True) -> dict[str, Any]:
-        return task_body(task, base, self.clock.at, element=element)
-
-    def list_task_page(
-        self,
-        account: str,
-        job_id: str,
-        base: str,
-        *,
-        filter_text: str | None = None,
-        select: str | None = None,
-        max_results: int | None = None,
-        skip: str | None = None,
-    ) -> Page:
-        job = self.job(account, job_id)
-        rows = [task_body(t, base, self.clock.at, element=False) for t in job.tasks.values()]
-        return _page(
-            rows, parse_filter(filter_text), parse_select(select), max_results, skip, filter_text, select
-        )
-
-    def task_counts(self, account: str, job_id: str, base: str) -> dict[str, Any]:
-        job = self.job(account, job_id)
-        counts = dict.fromkeys(("active", "running", "completed", "succeeded", "failed"), 0)
-        slots = dict(counts)
-        for task in job.tasks.values():
-            kinds = ["completed", "succeeded" if task.result == "success" else "failed"]
-            for kind in [task.state] if task.state in ("active", "running") else kinds:
-                counts[kind] += 1
-                slots[kind] += task.slots
-            if task.state == "preparing":
-                counts["running"] += 1
-                slots["running"] += task.slots
-        return {
-            "odata.metadata": metadata_url(base, "taskcountsresult/@Element"),
-            "taskCounts": counts,
-            "taskSlotCounts": slots,
-        }
 
     # ---- admin controls ----
 
@@ -823,51 +636,3 @@ def _pool_row(pool: Pool) -> dict[str, Any]:
         "targetDedicatedNodes": pool.target_dedicated,
         "targetLowPriorityNodes": pool.target_low_priority,
     }
-
-
-def _limit(max_results: int | None) -> int:
-    if max_results is None:
-        return MAX_RESULTS
-    if not 1 <= max_results <= MAX_RESULTS:
-        raise BatchServiceError(
-            400,
-            "OutOfRangeQueryParameterValue",
-            "A query parameter in the request URL is out of range.",
-            {"QueryParameterName": "maxresults", "QueryParameterValue": str(max_results)},
-        )
-    return max_results
-
-
-def _next_query(
-    last: str | None, filter_text: str | None, select: str | None, max_results: int | None
-) -> dict[str, str]:
-    query = {"$skiptoken": last or ""}
-    if max_results is not None:
-        query["maxresults"] = str(max_results)
-    if filter_text:
-        query["$filter"] = filter_text
-    if select:
-        query["$select"] = select
-    return query
-
-
-def _page(
-    rows: list[dict[str, Any]],
-    predicate: Predicate | None,
-    fields_: list[str] | None,
-    max_results: int | None,
-    skip: str | None,
-    filter_text: str | None,
-    select: str | None,
-) -> Page:
-    """Paging for the short lists (nodes, jobs, tasks): the skip token is an offset into the filtered rows."""
-    limit = _limit(max_results)
-    matching = [r for r in rows if predicate is None or predicate(r)]
-    start = int(skip) if skip and skip.isdigit() else 0
-    chunk = [project(r, fields_) for r in matching[start : start + limit]]
-    more = start + limit < len(matching)
-    return Page(chunk, _next_query(str(start + limit), filter_text, select, max_results) if more else None)
-
-
-def next_link(base: str, path: str, api_version: str, query: dict[str, str]) -> str:
-    return f"{base}/{path}?" + urlencode({"api-version": api_version, **query}, quote_via=quote)
