@@ -127,7 +127,11 @@ def next_refresh_step(
     requested_at: datetime | None,
     strategy: RefreshStrategy = RECREATE,
 ) -> RefreshStep:
-    """The one step to take now; `strategy` is the pool's, narrowed by `effective_strategy`."""
+    """The one step to take now.
+
+    `requested_at` is the pool's observed `reconciler.refresh-requested-at`, never a remembered time;
+    `strategy` is the spec's `refresh.strategy`, used only when a PATCH can carry the change.
+    """
     if observed is None:
         return RefreshStep.done if desired is None else RefreshStep.create
     if observed.state == "deleting":
@@ -148,10 +152,6 @@ def next_refresh_step(
         return RefreshStep.wait_drained if _targets_zero(observed) else RefreshStep.wait_steady
     if _nodes(observed) > 0 or not _targets_zero(observed):
         return RefreshStep.drain
-    if (
-        desired is not None
-        and strategy == PATCH_WHEN_EMPTY
-        and effective_strategy(observed, desired) == PATCH_WHEN_EMPTY
-    ):
+    if desired is not None and strategy == PATCH_WHEN_EMPTY and can_patch_when_empty(observed, desired):
         return RefreshStep.patch_empty
     return RefreshStep.delete
