@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -55,6 +56,27 @@ def pool_options(pool_id: str) -> models.BatchPoolCreateOptions:
     )
 
 
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU of a process (Linux): tells server cost apart from the client's, which is the limit."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Server:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    async def measure(
+        self, label: str, calls: int, concurrency: int, call: Callable[[int], Awaitable[int]]
+    ) -> tuple[float, float]:
+        """(requests/s seen by the client, requests per server CPU-second)."""
+        before = cpu_seconds(self.pid)
+        per_second, requests = await rate(label, calls, concurrency, call)
+        used = max(cpu_seconds(self.pid) - before, 1e-3)
+        print(f"{'':<34} server CPU {used:6.2f} s = {requests / used:7.0f} requests per server CPU-second")
+        return per_second, requests / used
+
+
 def free_port() -> int:
     import socket
 
@@ -77,7 +99,7 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
 
 
 @contextmanager
-def emulator_process() -> Iterator[dict[str, Any]]:
+def emulator_process() -> Iterator[tuple[dict[str, Any], Server]]:
     with tempfile.TemporaryDirectory() as tmp:
         connection_file = Path(tmp) / "connection.json"
         command = [sys.executable, "-m", "reconciler", "emulator", "--port", "0", "--arm-port", "0"]
@@ -88,25 +110,27 @@ def emulator_process() -> Iterator[dict[str, Any]]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("the emulator did not start")
                 time.sleep(0.05)
-            yield dict(json.loads(connection_file.read_text()))
+            yield dict(json.loads(connection_file.read_text())), Server(process.pid)
         finally:
             process.terminate()
             process.wait(timeout=30)
 
 
 @contextmanager
-def baseline_process() -> Iterator[int]:
+def baseline_process() -> Iterator[tuple[int, Server]]:
     port = free_port()
     process = subprocess.Popen([sys.executable, "-c", BASELINE_SERVER, str(port)])  # noqa: S603
     try:
         wait_for_port(port)
-        yield port
+        yield port, Server(process.pid)
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
-async def rate(label: str, calls: int, concurrency: int, call: Callable[[int], Awaitable[int]]) -> float:
+async def rate(
+    label: str, calls: int, concurrency: int, call: Callable[[int], Awaitable[int]]
+) -> tuple[float, int]:
     """Run `call(i)` for i in range(calls) with `concurrency` workers; each returns its request count."""
     queue = iter(range(calls))
     requests = 0
@@ -122,15 +146,13 @@ async def rate(label: str, calls: int, concurrency: int, call: Callable[[int], A
     elapsed = time.perf_counter() - started
     per_second = requests / elapsed
     print(f"{label:<34} {requests:>7} requests in {elapsed:6.2f} s = {per_second:7.0f} req/s")
-    return per_second
+    return per_second, requests
 
 
 async def main(pools: int, concurrency: int, gets: int, page_size: int) -> None:
-    credential_name = "demo"
-    with baseline_process() as port:
+    with baseline_process() as (port, baseline_server):
         async with BatchClient(
-            f"http://127.0.0.1:{port}/{credential_name}",
-            AzureNamedKeyCredential(credential_name, "a2V5"),
+            f"http://127.0.0.1:{port}/demo", AzureNamedKeyCredential("demo", "a2V5")
         ) as client:
 
             async def baseline_get(index: int) -> int:
@@ -139,9 +161,11 @@ async def main(pools: int, concurrency: int, gets: int, page_size: int) -> None:
                 return 1
 
             await rate("warm-up baseline", 200, concurrency, baseline_get)
-            baseline = await rate("baseline: trivial aiohttp handler", gets, concurrency, baseline_get)
+            baseline, baseline_cpu = await baseline_server.measure(
+                "baseline: trivial aiohttp handler", gets, concurrency, baseline_get
+            )
 
-    with emulator_process() as connection:
+    with emulator_process() as (connection, server):
         facts = connection["batch"]["demo"]
         async with BatchClient(facts["url"], AzureNamedKeyCredential("demo", facts["key"])) as client:
 
@@ -164,12 +188,6 @@ async def main(pools: int, concurrency: int, gets: int, page_size: int) -> None:
                     pages += 1
                 return pages
 
-            create_rate = await rate(f"create_pool x {pools}", pools, concurrency, create)
-            get_rate = await rate("get_pool", gets, concurrency, get)
-            list_rate = await rate(f"list_pools, pages of {page_size}", 3, 3, list_all)
-            assert listed == 3 * pools, f"listed {listed} pools, expected {3 * pools}"
-            select_rate = 0.0
-
             async def list_ids(_: int) -> int:
                 pages = 0
                 async for page in client.list_pools(max_results=page_size, select=["id", "state"]).by_page():
@@ -177,16 +195,33 @@ async def main(pools: int, concurrency: int, gets: int, page_size: int) -> None:
                     pages += 1
                 return pages
 
-            select_rate = await rate(f"list_pools $select=id,state /{page_size}", 3, 3, list_ids)
+            create_rate, create_cpu = await server.measure(
+                f"create_pool x {pools}", pools, concurrency, create
+            )
+            get_rate, get_cpu = await server.measure("get_pool", gets, concurrency, get)
+            list_rate, list_cpu = await server.measure(f"list_pools, pages of {page_size}", 3, 3, list_all)
+            assert listed == 3 * pools, f"listed {listed} pools, expected {3 * pools}"
+            select_rate, select_cpu = await server.measure(
+                f"list_pools $select=id,state /{page_size}", 3, 3, list_ids
+            )
 
     print()
-    print(f"pools: {pools}, concurrency: {concurrency}")
+    print(f"pools: {pools}, concurrency: {concurrency}, one client process, one server process")
     print(
-        f"get_pool      {get_rate:7.0f} req/s = {get_rate / baseline:5.2f} x baseline ({baseline:.0f} req/s)"
+        f"{'':<13} {'client req/s':>12} {'vs baseline':>11} {'req per server CPU-s':>21} {'vs baseline':>11}"
     )
-    print(f"create_pool   {create_rate:7.0f} req/s = {create_rate / baseline:5.2f} x baseline")
-    print(f"list page     {list_rate:7.1f} req/s = {list_rate * page_size:8.0f} pools/s")
-    print(f"list $select  {select_rate:7.1f} req/s = {select_rate * page_size:8.0f} pools/s")
+    for label, seen, cpu in (
+        ("baseline", baseline, baseline_cpu),
+        ("get_pool", get_rate, get_cpu),
+        ("create_pool", create_rate, create_cpu),
+        (f"list /{page_size}", list_rate, list_cpu),
+        ("list $select", select_rate, select_cpu),
+    ):
+        print(f"{label:<13} {seen:12.1f} {seen / baseline:11.2f} {cpu:21.1f} {cpu / baseline_cpu:11.2f}")
+    print(
+        f"list pages carry {page_size} pools: {list_rate * page_size:.0f} pools/s in full, "
+        f"{select_rate * page_size:.0f} pools/s with $select"
+    )
 
 
 if __name__ == "__main__":
