@@ -228,3 +228,23 @@ async def test_replace_properties_and_start_task_echo(batch_client: Any) -> None
     pool = await batch_client.get_pool("props")
     assert pool.start_task is None
     assert [(i.name, i.value) for i in pool.metadata] == [("k", "v")]
+
+
+async def test_slow_allocation_times_out_and_low_priority_nodes(
+    emulator: Emulator, batch_client: Any
+) -> None:
+    emulator.batch.set_timings(creating=900)
+    await batch_client.create_pool(
+        new_pool("slowgrow", 1, target_low_priority_nodes=2, resize_timeout="PT5M")
+    )
+    emulator.clock.advance(299)
+    assert (await batch_client.get_pool("slowgrow")).allocation_state == m.AllocationState.RESIZING
+    emulator.clock.advance(2)
+    pool = await batch_client.get_pool("slowgrow")
+    assert pool.allocation_state == m.AllocationState.STEADY
+    assert [e.code for e in pool.resize_errors] == ["ResizeTimedOut"]
+    emulator.clock.advance(SETTLE + 900)
+    pool = await batch_client.get_pool("slowgrow")
+    assert (pool.current_dedicated_nodes, pool.current_low_priority_nodes) == (1, 2)
+    dedicated = sorted([n.is_dedicated async for n in batch_client.list_nodes("slowgrow")])
+    assert dedicated == [False, False, True]
