@@ -7,12 +7,24 @@ because a validated spec is a value that is hashed, diffed and shared between ta
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError, PydanticKnownError, core_schema
+
+ExclusiveKeys = Mapping[tuple[str, ...], tuple[frozenset[str], ...]]
+"""Alternatives that exclude one another, by the path (below a pool or cluster) of the mapping holding them.
+
+A place that sets a key of one alternative inherits none of the other alternatives' keys (from
+`defaults.pool` or the dask config): merged key by key, the two would be a conflict nobody wrote.
+"""
+
+
+def one_each(*keys: str) -> tuple[frozenset[str], ...]:
+    """Keys inherited as a unit: setting any of them here leaves all the others to this place."""
+    return tuple(frozenset({key}) for key in keys)
 
 
 class SpecModel(BaseModel):

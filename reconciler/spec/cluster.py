@@ -18,7 +18,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from reconciler.spec.account import Guid, resource_group_problem
-from reconciler.spec.base import Between, CaseInsensitive, SpecModel, error_at
+from reconciler.spec.base import Between, CaseInsensitive, ExclusiveKeys, SpecModel, error_at
 from reconciler.spec.durations import Duration, describe
 
 _CLUSTER_NAME: Final = re.compile(r"[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?")
@@ -142,6 +142,12 @@ def _vm_size(value: Any) -> Any:
 VmSize = Annotated[str, BeforeValidator(_vm_size)]
 
 
+_MARKETPLACE_IMAGE: Final = ("publisher", "offer", "sku", "version")
+
+EXCLUSIVE_KEYS: Final[ExclusiveKeys] = {("vm_image",): (frozenset(_MARKETPLACE_IMAGE), frozenset({"id"}))}
+"""What a cluster does not inherit from the dask config once it sets another alternative."""
+
+
 class VmImage(SpecModel):
     """The OS image: a marketplace reference (keys not given keep dask-cloudprovider's) or an image id."""
 
@@ -156,14 +162,14 @@ class VmImage(SpecModel):
     @classmethod
     def _id_alone(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("id") is not None:
-            for key in ("publisher", "offer", "sku", "version"):
+            for key in _MARKETPLACE_IMAGE:
                 if data.get(key) is not None:
                     raise error_at(
                         (key,),
                         "vm_image_id_exclusive",
                         "not with id: an image id names the image by itself",
                     )
-            return {**data, "publisher": None, "offer": None, "sku": None, "version": None}
+            return {**data, **dict.fromkeys(_MARKETPLACE_IMAGE)}
         return data
 
     @field_validator("id")

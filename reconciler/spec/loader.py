@@ -22,6 +22,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
+from reconciler.spec.base import ExclusiveKeys
 from reconciler.spec.errors import (
     ConfigError,
     LocatedProblem,
@@ -60,6 +61,7 @@ def load_config(
     keyvault: KeyVaultResolver | None = None,
 ) -> Config:
     """The config declared by `paths` (files or directories, merged in order)."""
+    from reconciler.spec import cluster, pool
     from reconciler.spec.checks import cross_check
     from reconciler.spec.config import Config
     from reconciler.spec.dask_config import cluster_defaults
@@ -70,6 +72,7 @@ def load_config(
         env=env,
         keyvault=keyvault,
         cluster_defaults=cluster_defaults,
+        exclusive_keys={"pools": pool.EXCLUSIVE_KEYS, "clusters": cluster.EXCLUSIVE_KEYS},
         cross_check=lambda config: [(p.path, p.message) for p in cross_check(config)],
     )
 
@@ -81,9 +84,14 @@ def load_model(
     env: Mapping[str, str] | None = None,
     keyvault: KeyVaultResolver | None = None,
     cluster_defaults: Callable[[Mapping[str, str] | None], Mapping[str, Any]] | None = None,
+    exclusive_keys: Mapping[str, ExclusiveKeys] | None = None,
     cross_check: Callable[[M], Iterable[tuple[tuple[str | int, ...], str]]] | None = None,
 ) -> M:
-    """`load_config` for any model with the same top-level layout; tests use small stand-ins."""
+    """`load_config` for any model with the same top-level layout; tests use small stand-ins.
+
+    `exclusive_keys` says, per section (`pools`, `clusters`), which alternatives an entry does not
+    inherit once it sets another one.
+    """
     env = dict(os.environ) if env is None else env
     resolver: KeyVaultResolver = keyvault if keyvault is not None else AzureKeyVault()
     problems: list[LocatedProblem] = []
@@ -97,7 +105,7 @@ def load_model(
             root = tree if root is None else merger.merge(root, tree)
     if problems or root is None:
         raise ConfigError(problems)
-    root = _with_defaults(root, env, cluster_defaults, problems)
+    root = _with_defaults(root, env, cluster_defaults, exclusive_keys or {}, problems)
     schema = _schema_index(model)
     report = ProblemReport(root)
     for node, message in unresolved:
@@ -474,6 +482,7 @@ def _with_defaults(
     root: Node,
     env: Mapping[str, str],
     cluster_defaults: Callable[[Mapping[str, str] | None], Mapping[str, Any]] | None,
+    exclusive_keys: Mapping[str, ExclusiveKeys],
     problems: list[LocatedProblem],
 ) -> Node:
     """`defaults.pool` under every pool and the dask config under every cluster."""
@@ -482,7 +491,7 @@ def _with_defaults(
     pools = root.child("pools")
     if pool_defaults is not None and pool_defaults.is_mapping and pools is not None and pools.is_mapping:
         for pool_id, pool in list(pools.value.items()):
-            pools.value[pool_id] = merge_under(pool_defaults, _as_mapping(pool))
+            pools.value[pool_id] = merge_under(pool_defaults, _as_mapping(pool), exclusive_keys.get("pools"))
     clusters = root.child("clusters")
     if cluster_defaults is None or clusters is None or not clusters.is_mapping or not clusters.value:
         return root
@@ -500,7 +509,7 @@ def _with_defaults(
         own = _as_mapping(cluster)
         where = own.key_pos or own.pos
         inherited = from_plain(found, where, own.path, note="(from dask config)")
-        clusters.value[name] = merge_under(inherited, own)
+        clusters.value[name] = merge_under(inherited, own, exclusive_keys.get("clusters"))
     return root
 
 

@@ -8,9 +8,11 @@ that never spelled it out.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.spec.base import ExclusiveKeys
 from reconciler.spec.errors import LocatedProblem, Position, dotted
 
 Path = tuple[str | int, ...]
@@ -87,14 +89,29 @@ class Merger:
         return first
 
 
-def merge_under(defaults: Node, own: Node) -> Node:
-    """`own` with `defaults` filled in below it: mappings merge key by key, anything else `own` wins."""
+def merge_under(
+    defaults: Node, own: Node, exclusive: ExclusiveKeys | None = None, at: tuple[str, ...] = ()
+) -> Node:
+    """`own` with `defaults` filled in below it: mappings merge key by key, anything else `own` wins.
+
+    Where `own` picks one of `exclusive`'s alternatives, the defaults' other alternatives stay out.
+    """
     if not (isinstance(defaults.value, dict) and isinstance(own.value, dict)):
         return own
-    merged = dict(defaults.value)
+    exclusive = exclusive or {}
+    displaced = _displaced(own.value.keys(), exclusive.get(at, ()))
+    merged = {key: node for key, node in defaults.value.items() if key not in displaced}
     for key, node in own.value.items():
-        merged[key] = merge_under(merged[key], node) if key in merged else node
+        merged[key] = merge_under(merged[key], node, exclusive, (*at, key)) if key in merged else node
     return Node(merged, own.pos, own.path, own.key_pos, own.note)
+
+
+def _displaced(chosen: Collection[str], alternatives: tuple[frozenset[str], ...]) -> set[str]:
+    """The keys of every alternative other than those `chosen` touches."""
+    picked = [a for a in alternatives if not a.isdisjoint(chosen)]
+    if not picked:
+        return set()
+    return {key for a in alternatives if a not in picked for key in a}
 
 
 def _same(a: Node, b: Node) -> bool:

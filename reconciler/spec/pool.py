@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from reconciler.spec.base import Between, CaseInsensitive, NotBlank, SpecModel
+from reconciler.spec.base import Between, CaseInsensitive, ExclusiveKeys, NotBlank, SpecModel, one_each
 from reconciler.spec.durations import Duration, describe
 from reconciler.spec.pool_network import NetworkConfiguration
 from reconciler.spec.pool_refresh import RefreshPolicy
@@ -33,7 +33,7 @@ from reconciler.spec.pool_settings import (
     UpgradePolicy,
     UserAccount,
 )
-from reconciler.spec.pool_task import StartTask
+from reconciler.spec.pool_task import USER_IDENTITY_ALTERNATIVES, StartTask
 from reconciler.spec.pool_types import (
     REVEAL_SECRETS,
     ApiModel,
@@ -41,7 +41,7 @@ from reconciler.spec.pool_types import (
     UserAssignedIdentityId,
     require_unique,
 )
-from reconciler.spec.pool_vm import VirtualMachineConfiguration
+from reconciler.spec.pool_vm import IMAGE_ALTERNATIVES, VirtualMachineConfiguration
 
 _POOL_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MIN_RESIZE_TIMEOUT = timedelta(minutes=5)
@@ -53,6 +53,22 @@ OWN_KEYS = frozenset({"account", "identity", "refresh", "suspend", "deletion_pro
 """Pool keys that are not part of the data-plane create body."""
 
 _NOT_AZURE_STATE = frozenset({"account", "refresh", "suspend", "deletion_protection"})
+
+SCALE_KEYS = (
+    "target_dedicated_nodes",
+    "target_low_priority_nodes",
+    "enable_auto_scale",
+    "auto_scale_formula",
+    "auto_scale_evaluation_interval",
+)
+"""How big the pool is: fixed targets or autoscale, said whole in one place."""
+
+EXCLUSIVE_KEYS: Final[ExclusiveKeys] = {
+    (): one_each(*SCALE_KEYS),
+    ("virtual_machine_configuration", "image_reference"): IMAGE_ALTERNATIVES,
+    ("start_task", "user_identity"): USER_IDENTITY_ALTERNATIVES,
+}
+"""What a pool does not inherit from `defaults.pool` once it sets another alternative."""
 
 
 def validate_pool_id(pool_id: str) -> str | None:

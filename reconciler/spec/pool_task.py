@@ -8,7 +8,7 @@ from typing import Annotated, Self
 from pydantic import field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from reconciler.spec.base import Between, NotBlank
+from reconciler.spec.base import Between, NotBlank, one_each
 from reconciler.spec.pool_types import (
     ApiModel,
     ApiSecret,
@@ -92,6 +92,9 @@ class EnvironmentSetting(ApiModel):
 class AutoUserSpecification(ApiModel):
     scope: AutoUserScope | None = None
     elevation_level: ElevationLevel | None = None
+
+
+USER_IDENTITY_ALTERNATIVES = one_each("username", "auto_user")
 
 
 class UserIdentity(ApiModel):

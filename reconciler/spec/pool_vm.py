@@ -10,7 +10,7 @@ from typing import Annotated, Self
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from reconciler.spec.base import Between
+from reconciler.spec.base import Between, one_each
 from reconciler.spec.pool_types import (
     ApiModel,
     ApiSecret,
@@ -31,6 +31,11 @@ from reconciler.spec.pool_types import (
     require_unique,
 )
 
+MARKETPLACE_IMAGE_KEYS = ("publisher", "offer", "sku")
+IMAGE_ID_KEYS = ("virtual_machine_image_id", "shared_gallery_image_id", "community_gallery_image_id")
+IMAGE_ALTERNATIVES = (frozenset({*MARKETPLACE_IMAGE_KEYS, "version"}), *one_each(*IMAGE_ID_KEYS))
+"""A Marketplace image or one image id: the ways `image_reference` names an image."""
+
 
 class ImageReference(ApiModel):
     """A Marketplace image (publisher/offer/sku/version) or exactly one gallery image id."""
@@ -45,12 +50,8 @@ class ImageReference(ApiModel):
 
     @model_validator(mode="after")
     def _one_image(self) -> Self:
-        marketplace = [k for k in ("publisher", "offer", "sku") if getattr(self, k) is not None]
-        ids = [
-            k
-            for k in ("virtual_machine_image_id", "shared_gallery_image_id", "community_gallery_image_id")
-            if getattr(self, k) is not None
-        ]
+        marketplace = [k for k in MARKETPLACE_IMAGE_KEYS if getattr(self, k) is not None]
+        ids = [k for k in IMAGE_ID_KEYS if getattr(self, k) is not None]
         if len(ids) > 1 or (ids and (marketplace or self.version is not None)):
             raise PydanticCustomError(
                 "image_conflict",

@@ -465,3 +465,92 @@ def test_a_cross_field_missing_message_is_kept(write: WriteFile, problems: Probl
             "this batch_url does not name the account",
         )
     ]
+
+
+GALLERY_IMAGE = (
+    "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg"
+    "/providers/Microsoft.Compute/galleries/g/images/ubuntu"
+)
+
+
+def test_a_pool_setting_autoscale_inherits_no_fixed_size(write: WriteFile, load: Load) -> None:
+    text = (
+        ACCOUNT
+        + "defaults:\n  pool:\n    target_dedicated_nodes: 2\n    target_low_priority_nodes: 1\n"
+        + "    task_slots_per_node: 4\n"
+        + "pools:\n  auto:\n    account: prod\n    vm_size: standard_d4s_v3\n"
+        + "    enable_auto_scale: true\n    auto_scale_formula: $TargetDedicatedNodes = 1;\n"
+        + IMAGE
+    )
+    pool = load(write("x.yaml", text)).pools["auto"]
+    assert (pool.enable_auto_scale, pool.target_dedicated_nodes, pool.target_low_priority_nodes) == (
+        True,
+        None,
+        None,
+    )
+    assert pool.task_slots_per_node == 4
+
+
+def test_a_pool_setting_a_fixed_size_inherits_no_autoscale(write: WriteFile, load: Load) -> None:
+    text = (
+        ACCOUNT
+        + "defaults:\n  pool:\n    enable_auto_scale: true\n"
+        + "    auto_scale_formula: $TargetDedicatedNodes = 1;\n    auto_scale_evaluation_interval: 15m\n"
+        + "pools:\n  fixed:\n    account: prod\n    vm_size: standard_d4s_v3\n"
+        + "    target_low_priority_nodes: 3\n"
+        + IMAGE
+        + "  inherits:\n    account: prod\n    vm_size: standard_d4s_v3\n"
+        + IMAGE
+    )
+    config = load(write("x.yaml", text))
+    fixed = config.pools["fixed"]
+    assert (fixed.enable_auto_scale, fixed.auto_scale_formula, fixed.auto_scale_evaluation_interval) == (
+        False,
+        None,
+        None,
+    )
+    assert (fixed.target_dedicated_nodes, fixed.target_low_priority_nodes) == (None, 3)
+    assert config.pools["inherits"].auto_scale_formula == "$TargetDedicatedNodes = 1;"
+
+
+def test_an_image_id_in_a_pool_inherits_no_marketplace_image(write: WriteFile, load: Load) -> None:
+    text = (
+        ACCOUNT
+        + "defaults:\n  pool:\n    account: prod\n    vm_size: standard_d4s_v3\n"
+        + "    target_dedicated_nodes: 1\n"
+        + IMAGE
+        + "    start_task:\n      command_line: x\n      user_identity: {auto_user: {scope: pool}}\n"
+        + "pools:\n"
+        + "  gallery:\n    virtual_machine_configuration:\n      image_reference:\n"
+        + f"        virtual_machine_image_id: {GALLERY_IMAGE}\n"
+        + "    start_task:\n      user_identity: {username: batch}\n"
+        + "  pinned:\n    virtual_machine_configuration:\n      image_reference: {version: 22.04.1}\n"
+    )
+    config = load(write("x.yaml", text))
+    gallery = config.pools["gallery"].virtual_machine_configuration
+    assert gallery.image_reference.virtual_machine_image_id == GALLERY_IMAGE
+    assert gallery.image_reference.publisher is None
+    assert gallery.node_agent_sku_id == "batch.node.ubuntu 22.04"
+    start_task = config.pools["gallery"].start_task
+    assert start_task is not None
+    assert start_task.user_identity is not None
+    assert (start_task.command_line, start_task.user_identity.username) == ("x", "batch")
+    assert start_task.user_identity.auto_user is None
+    pinned = config.pools["pinned"].virtual_machine_configuration.image_reference
+    assert (pinned.publisher, pinned.offer, pinned.sku, pinned.version) == (
+        "microsoft-dsvm",
+        "ubuntu-hpc",
+        "2204",
+        "22.04.1",
+    )
+
+
+def test_an_image_id_in_a_cluster_inherits_no_image_from_dask_config(write: WriteFile, load: Load) -> None:
+    text = (
+        "azure: {subscription_id: 11111111-2222-3333-4444-555555555555}\n"
+        "clusters:\n  c1:\n    location: japaneast\n    resource_group: rg\n    vnet: vnet-dask\n"
+        f"    security_group: nsg-dask\n    vm_image: {{id: {GALLERY_IMAGE}}}\n"
+    )
+    config = load(write("x.yaml", text), DASK_CLOUDPROVIDER__AZURE__AZUREVM__VM_IMAGE="{'sku': '20.04-LTS'}")
+    image = config.clusters["c1"].vm_image
+    assert (image.id, image.sku, image.publisher) == (GALLERY_IMAGE, None, None)
