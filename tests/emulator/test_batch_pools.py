@@ -141,10 +141,10 @@ async def test_autoscale_enable_evaluate_disable(emulator: Emulator, batch_clien
     assert pool.target_dedicated_nodes == 2
     assert pool.allocation_state == m.AllocationState.RESIZING
 
-    assert await error_code(batch_client.enable_pool_auto_scale("auto", options, retry_total=0)) == (
-        503,
-        "TooManyEnableAutoScaleRequests",
-    )
+    with pytest.raises(HttpResponseError) as too_soon:
+        await batch_client.enable_pool_auto_scale("auto", options, retry_total=0)
+    assert (too_soon.value.status_code, too_soon.value.error.code) == (503, "TooManyEnableAutoScaleRequests")
+    assert 1 <= int(too_soon.value.response.headers["Retry-After"]) <= 30
     resize = m.BatchPoolResizeOptions(target_dedicated_nodes=1)
     status, _ = await error_code(batch_client.begin_resize_pool("auto", resize))
     assert status == 409

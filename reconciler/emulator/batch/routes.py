@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -203,6 +204,9 @@ def _wrap(
         except BatchServiceError as err:
             when = service.clock.now()
             response = error_response(call.base, err, request_id, when, request.method == "HEAD")
+            if err.retry_after is not None:
+                wall = err.retry_after / service.clock.time_scale
+                response.headers["Retry-After"] = str(max(1, math.ceil(wall)))
         response.headers["request-id"] = request_id
         response.headers["DataServiceVersion"] = "3.0"
         return response

@@ -348,6 +348,7 @@ class BatchService(JobOperations):
                 503,
                 "TooManyEnableAutoScaleRequests",
                 "Enable AutoScale requests for the same pool must be separated by at least 30 seconds.",
+                retry_after=pool.autoscale_enabled_at + ENABLE_AUTOSCALE_SPACING - now,
             )
         if pool.allocation_state != "steady" and not pool.autoscale:
             raise _being_resized()
