@@ -93,7 +93,7 @@ def add_admin_routes(
             status = int(query["status"]) if "status" in query else None
         except ValueError:
             return _bad_request("status must be an integer")
-        rows = counters.snapshot(query.get("operation"), query.get("caller"), status)
+        rows = counters.snapshot(query.get("operation"), query.get("caller"), status, query.get("account"))
         return _json({"total": sum(row.count for row in rows), "counters": counters.to_json(rows)})
 
     async def reset_counters(request: web.Request) -> web.Response:

@@ -23,7 +23,7 @@ from reconciler.emulator.admin import add_admin_routes
 from reconciler.emulator.arm import ArmService
 from reconciler.emulator.batch import BatchService, add_batch_admin_routes, add_batch_routes
 from reconciler.emulator.context import EmulatorContext
-from reconciler.emulator.counters import RESET_STATUS, RequestCounters, caller_of
+from reconciler.emulator.counters import RESET_STATUS, RequestCounters, account_of, caller_of
 from reconciler.emulator.faults import FaultInjector, error_response
 from reconciler.emulator.identity import IdentityProvider
 from reconciler.emulator.tls import TlsMaterial
@@ -68,7 +68,7 @@ def pipeline_middleware(ctx: EmulatorContext, faults: FaultInjector, counters: R
                 return _unrouted(request, operation, exc.status, request_id, ctx)
             raise
         finally:
-            counters.record(operation, caller_of(request.headers), status)
+            counters.record(operation, caller_of(request.headers), status, account_of(request.match_info))
         return response or web.Response(status=500)
 
     return middleware

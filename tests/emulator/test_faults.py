@@ -181,3 +181,14 @@ def test_rate_count_and_validation() -> None:
     for bad in ({"kind": "boom"}, {"rate": 2}, {"count": 0}, {"status": 200}, {"colour": "red"}):
         with pytest.raises(ValueError):
             FaultRule.from_json(bad)
+
+
+async def test_counters_count_per_account() -> None:
+    async with Emulator({"east": None, "west": None}) as emu:
+        async with emu.batch_client("east") as east, emu.batch_client("west") as west:
+            [p async for p in east.list_pools()]
+            await west.create_pool(pool("w1"))
+            [p async for p in west.list_pools()]
+        assert emu.counters.total(account="east") == 1
+        assert emu.counters.total(operation="batch.Pools_*", account="west") == 2
+        assert emu.counters.total(account="north") == 0

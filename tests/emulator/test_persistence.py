@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -81,3 +82,17 @@ def test_atomic_write_replaces_whole_and_leaves_no_temporary(tmp_path: Path) -> 
     write_atomic(path, "second")
     assert path.read_text() == "second"
     assert [p.name for p in path.parent.iterdir()] == ["state.json"]
+
+
+async def test_state_is_also_saved_periodically(tmp_path: Path) -> None:
+    state_file = tmp_path / "state.json"
+    async with Emulator(state_file=state_file, save_interval=0.05) as emu:
+        async with emu.batch_client() as client:
+            await client.create_pool(pool("periodic"))
+        for _ in range(200):  # waits on a real background writer, not on simulated time
+            saved = read_state(state_file)
+            if saved is not None and "periodic" in json.dumps(saved.parts):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            pytest.fail("the state was not saved while the emulator kept running")
