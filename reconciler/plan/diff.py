@@ -42,7 +42,7 @@ from reconciler.plan.actions import (
     PoolState,
     PoolStatus,
 )
-from reconciler.plan.hashing import spec_hash
+from reconciler.plan.hashing import secret_references, spec_hash
 from reconciler.plan.refresh import PATCH_WHEN_EMPTY, effective_strategy
 from reconciler.plan.rules import (
     DELETION_PROTECTION,
@@ -50,6 +50,7 @@ from reconciler.plan.rules import (
     SECRET_DIGESTS,
     changed_secret_fields,
     compare,
+    creation_changes,
     desired_markers,
     protected,
     rule_for,
@@ -59,7 +60,6 @@ from reconciler.spec.config import Config
 from reconciler.spec.pool import Pool
 
 NOT_RETURNED = "(not returned by the service)"
-SECRET_CHANGED = "(changed reference)"  # noqa: S105
 _AUTOSCALE_SETTINGS = ("auto_scale_formula", "auto_scale_evaluation_interval")
 _NO_BACKOFF: Mapping[tuple[str, str], datetime] = MappingProxyType({})
 
@@ -115,7 +115,9 @@ def _plan_declared(
         return
     observed = account.find(pool_id)
     if observed is None:
-        create = PoolAction(ActionKind.create, name, pool_id, "declared but absent", desired=desired)
+        create = PoolAction(
+            ActionKind.create, name, pool_id, "declared but absent", creation_changes(desired), desired
+        )
         if desired.suspend:
             out.held.append(HeldAction(create, "suspend: true"))
             detail = "absent; suspend: true"
@@ -138,7 +140,7 @@ def _plan_declared(
         actions = [a for a in actions if id(a) not in withheld]
     out.actions.extend(actions)
     out.held.extend(held)
-    out.statuses.append(managed_status(pool_id, desired, observed, actions, [h.action for h in held]))
+    out.statuses.append(managed_status(pool_id, desired, observed, actions, held))
 
 
 def _plan_unmanaged(out: _Collected, pool_id: str, desired: Pool, observed: ObservedPool) -> None:
@@ -182,7 +184,12 @@ def _managed_actions(pool_id: str, desired: Pool, observed: ObservedPool) -> lis
     changes = compare(desired, observed)
     secrets = changed_secret_fields(desired, observed, visible_changes=bool(changes))
     secret_changes = tuple(
-        FieldChange(f, NOT_RETURNED, SECRET_CHANGED, rule_for(f, autoscale=desired.enable_auto_scale))
+        FieldChange(
+            f,
+            NOT_RETURNED,
+            f"({', '.join(secret_references(desired, f)) or 'removed'})",
+            rule_for(f, autoscale=desired.enable_auto_scale),
+        )
         for f in sorted(secrets)
     )
     everything = changes + secret_changes

@@ -42,6 +42,11 @@ def secret_digests(pool: Pool) -> dict[str, str]:
     return digests
 
 
+def secret_references(pool: Pool, field: str) -> list[str]:
+    """How the secrets of one field may be shown: their references, or the mask for literal values."""
+    return [secret.display() for secret in _secrets(getattr(pool, field, None))]
+
+
 def encode_digests(digests: Mapping[str, str]) -> str:
     return ";".join(f"{name}={digest}" for name, digest in sorted(digests.items()))
 

@@ -86,11 +86,28 @@ def compare(desired: Pool, observed: ObservedPool) -> tuple[FieldChange, ...]:
     return tuple(changes)
 
 
-def _leaves(path: str, old: Any, new: Any) -> Iterator[tuple[str, Any, Any]]:
-    """Differences down to the smallest differing part, so a long start task shows one line changed."""
+def creation_changes(desired: Pool) -> tuple[FieldChange, ...]:
+    """Every value a create sets, for display; secrets appear as their references (`canonical()`)."""
+    want = desired.canonical()
+    autoscale = desired.enable_auto_scale
+    return tuple(
+        FieldChange(path, None, new, rule_for(key, autoscale=autoscale))
+        for key in sorted(want)
+        for path, _, new in _leaves(key, None, want[key], expand=True)
+    )
+
+
+def _leaves(path: str, old: Any, new: Any, *, expand: bool = False) -> Iterator[tuple[str, Any, Any]]:
+    """Differences down to the smallest differing part, so a long start task shows one line changed.
+
+    `expand` also walks into a mapping that is new as a whole, for a create's listing.
+    """
     if old == new:
         return
-    if isinstance(old, Mapping) and isinstance(new, Mapping):
+    if expand and old is None and isinstance(new, Mapping):
+        for key in sorted(new):
+            yield from _leaves(f"{path}.{key}", None, new[key], expand=True)
+    elif isinstance(old, Mapping) and isinstance(new, Mapping):
         for key in sorted(set(old) | set(new)):
             yield from _leaves(f"{path}.{key}", old.get(key), new.get(key))
     elif isinstance(old, list) and isinstance(new, list) and len(old) == len(new):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from reconciler.azure.snapshot import ObservedPool
-from reconciler.plan.actions import ActionKind, PoolAction, PoolState, PoolStatus
+from reconciler.plan.actions import ActionKind, HeldAction, PoolAction, PoolState, PoolStatus
 from reconciler.plan.refresh import effective_strategy, next_refresh_step, phase
 from reconciler.spec.pool import Pool
 
@@ -33,23 +33,26 @@ def managed_status(
     desired: Pool,
     observed: ObservedPool,
     actions: Sequence[PoolAction],
-    held: Sequence[PoolAction],
+    held: Sequence[HeldAction],
 ) -> PoolStatus:
-    """The state of a declared pool that carries our marker, given what the plan decided for it."""
+    """The state of a declared pool that carries our marker, given what the plan decided for it.
+
+    Only a refresh that will run makes a pool `refreshing`; a withheld one leaves it `drifted`, with
+    the rule that holds it in the detail.
+    """
     account = desired.account
-    todo = [*actions, *held]
     if desired.suspend:
-        detail = "suspend: true; observed only" + (f", {len(todo)} action(s) held" if todo else "")
+        detail = "suspend: true; observed only" + (f", {len(held)} action(s) held" if held else "")
         return PoolStatus(account, pool_id, PoolState.suspended, None, detail, observed)
-    if any(a.kind == ActionKind.refresh for a in todo):
-        reason = next(a.reason for a in todo if a.kind == ActionKind.refresh)
+    refresh = next((a for a in actions if a.kind == ActionKind.refresh), None)
+    if refresh is not None:
         return PoolStatus(
-            account, pool_id, PoolState.refreshing, refresh_phase(observed, desired), reason, observed
+            account, pool_id, PoolState.refreshing, refresh_phase(observed, desired), refresh.reason, observed
         )
     if degraded(observed):
         codes = ", ".join(sorted({e.code for e in observed.resize_errors}))
         return PoolStatus(account, pool_id, PoolState.degraded, None, f"resize errors: {codes}", observed)
-    if todo:
-        detail = "; ".join(a.reason for a in todo)
-        return PoolStatus(account, pool_id, PoolState.drifted, None, detail, observed)
+    if actions or held:
+        reasons = [a.reason for a in actions] + [f"{h.action.reason} (held: {h.reason})" for h in held]
+        return PoolStatus(account, pool_id, PoolState.drifted, None, "; ".join(reasons), observed)
     return PoolStatus(account, pool_id, PoolState.in_sync, None, "matches the spec", observed)

@@ -54,6 +54,7 @@ def test_missing_pool_is_created() -> None:
     desired = spec()
     plan = plan_one(desired, None)
     assert kinds(plan) == [ActionKind.create]
+    assert ("vm_size", None, "standard_d2s_v3") in [(c.path, c.old, c.new) for c in plan.actions[0].changes]
     assert plan.actions[0].desired == desired
     assert plan.statuses[0].state == PoolState.missing
     assert not plan.in_sync
@@ -329,6 +330,8 @@ def test_deletion_protection_holds_a_recreating_refresh() -> None:
     plan = plan_one(spec(vm_size="standard_d4s_v3", deletion_protection=True), observed)
     assert plan.actions == ()
     assert held_kinds(plan) == [(ActionKind.refresh, "deletion_protection: a refresh would delete the pool")]
+    assert plan.statuses[0].state == PoolState.drifted
+    assert "held: deletion_protection" in plan.statuses[0].detail
 
 
 def test_deletion_protection_allows_a_refresh_that_patches_when_empty() -> None:
