@@ -57,26 +57,26 @@ def run_client(connection_file: Path, *create: str) -> list[str]:
 @contextmanager
 def emulator_process(connection_file: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], Any]]:
     command = [sys.executable, "-m", "reconciler", "emulator", "--port", "0", "--arm-port", "0"]
-    process = subprocess.Popen(
+    with subprocess.Popen(
         [*command, "--connection-file", str(connection_file), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not connection_file.exists():
-            if process.poll() is not None:
-                errors = process.stderr.read() if process.stderr else ""
-                pytest.fail(f"emulator exited early with {process.returncode}: {errors}")
-            if time.monotonic() > deadline:
-                pytest.fail("the emulator never wrote its connection file")
-            time.sleep(0.05)  # polling a real subprocess, not simulating time
-        yield process, json.loads(connection_file.read_text())
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    ) as process:
+        try:
+            deadline = time.monotonic() + 30
+            while not connection_file.exists():
+                if process.poll() is not None:
+                    errors = process.stderr.read() if process.stderr else ""
+                    pytest.fail(f"emulator exited early with {process.returncode}: {errors}")
+                if time.monotonic() > deadline:
+                    pytest.fail("the emulator never wrote its connection file")
+                time.sleep(0.05)  # polling a real subprocess, not simulating time
+            yield process, json.loads(connection_file.read_text())
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
 
 def stop(process: subprocess.Popen[str], signum: signal.Signals) -> str:

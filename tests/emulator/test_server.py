@@ -131,3 +131,21 @@ def test_threaded_emulator_serves_the_sync_client(threaded_emulator: ThreadedEmu
     threaded_emulator.advance(120)
     assert threaded_emulator.call(threaded_emulator.clock.monotonic) >= before + 120
     assert threaded_emulator.counters.total(operation="batch.Pools_ListPools", status=200) == 1
+
+
+async def test_ready_made_clients_reach_every_face(emulator: Emulator) -> None:
+    group = "rg-emulator"
+    async with emulator.batch_client(tls=True, auth="token") as data_plane:
+        assert [p async for p in data_plane.list_pools()] == []
+    assert [vm async for vm in emulator.compute_client().virtual_machines.list(group)] == []
+    assert [net async for net in emulator.network_client().virtual_networks.list(group)] == []
+    pools = emulator.batch_mgmt_client().pool.list_by_batch_account(group, "demo")
+    assert [pool async for pool in pools] == []
+    with pytest.raises(ValueError, match="HTTPS"):
+        emulator.batch_client(auth="token")
+
+
+def test_threaded_emulator_serves_the_sync_management_clients(threaded_emulator: ThreadedEmulator) -> None:
+    assert list(threaded_emulator.batch_client(tls=True, auth="token").list_pools()) == []
+    assert list(threaded_emulator.compute_client().virtual_machines.list("rg-emulator")) == []
+    assert threaded_emulator.counters.total(operation="arm.*", status=200) >= 1
