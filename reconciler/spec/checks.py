@@ -8,7 +8,7 @@ the loader points at its line like any validation error.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,17 +40,38 @@ def cross_check(config: Config) -> list[Problem]:
     ]
 
 
+def check_unvalidated(data: Any) -> list[Problem]:
+    """The cross-section problems that can be told from the merged data when `Config` rejects it.
+
+    Only the account references: they need nothing but names, whereas the other checks compare what
+    the models make of a value (parsed ARM ids, normalised URLs, an identity's resource ids). A pool
+    whose `account` is not a name is left to the model's own error.
+    """
+    accounts = data.get("accounts") if isinstance(data, dict) else None
+    pools = data.get("pools") if isinstance(data, dict) else None
+    if not isinstance(accounts, dict | None) or not isinstance(pools, dict):
+        return []
+    named = (
+        (str(pool_id), pool["account"])
+        for pool_id, pool in pools.items()
+        if isinstance(pool, dict) and isinstance(pool.get("account"), str) and pool["account"].strip()
+    )
+    return list(_unknown_accounts([str(name) for name in accounts or {}], named))
+
+
 def _pool_accounts(config: Config) -> Iterator[Problem]:
-    declared = list(config.accounts)
+    return _unknown_accounts(list(config.accounts), ((i, p.account) for i, p in config.pools.items()))
+
+
+def _unknown_accounts(declared: Sequence[str], named: Iterable[tuple[str, str]]) -> Iterator[Problem]:
     listed = ", ".join(declared) if declared else "none"
-    for pool_id, pool in config.pools.items():
-        if pool.account in config.accounts:
+    for pool_id, account in named:
+        if account in declared:
             continue
-        close = difflib.get_close_matches(pool.account, declared, n=1)
+        close = difflib.get_close_matches(account, declared, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         yield Problem(
-            ("pools", pool_id, "account"),
-            f"unknown account '{pool.account}' (declared: {listed}){hint}",
+            ("pools", pool_id, "account"), f"unknown account '{account}' (declared: {listed}){hint}"
         )
 
 

@@ -40,6 +40,9 @@ if TYPE_CHECKING:
     from reconciler.spec.config import Config
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+Found = tuple[tuple[str | int, ...], str]
+"""A problem a check found: the path of the key to change and what is wrong."""
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".yaml.j2", ".yml.j2")
 MAX_FILE_BYTES = 5 * 1024 * 1024
@@ -62,7 +65,7 @@ def load_config(
 ) -> Config:
     """The config declared by `paths` (files or directories, merged in order)."""
     from reconciler.spec import cluster, pool
-    from reconciler.spec.checks import cross_check
+    from reconciler.spec.checks import check_unvalidated, cross_check
     from reconciler.spec.config import Config
     from reconciler.spec.dask_config import cluster_defaults
 
@@ -74,6 +77,7 @@ def load_config(
         cluster_defaults=cluster_defaults,
         exclusive_keys={"pools": pool.EXCLUSIVE_KEYS, "clusters": cluster.EXCLUSIVE_KEYS},
         cross_check=lambda config: [(p.path, p.message) for p in cross_check(config)],
+        check_unvalidated=lambda data: [(p.path, p.message) for p in check_unvalidated(data)],
     )
 
 
@@ -85,12 +89,14 @@ def load_model(
     keyvault: KeyVaultResolver | None = None,
     cluster_defaults: Callable[[Mapping[str, str] | None], Mapping[str, Any]] | None = None,
     exclusive_keys: Mapping[str, ExclusiveKeys] | None = None,
-    cross_check: Callable[[M], Iterable[tuple[tuple[str | int, ...], str]]] | None = None,
+    cross_check: Callable[[M], Iterable[Found]] | None = None,
+    check_unvalidated: Callable[[Any], Iterable[Found]] | None = None,
 ) -> M:
     """`load_config` for any model with the same top-level layout; tests use small stand-ins.
 
     `exclusive_keys` says, per section (`pools`, `clusters`), which alternatives an entry does not
-    inherit once it sets another one.
+    inherit once it sets another one. `cross_check` runs on the validated model; when the model
+    rejects the data, `check_unvalidated` runs on the data instead, so one run reports both kinds.
     """
     env = dict(os.environ) if env is None else env
     resolver: KeyVaultResolver = keyvault if keyvault is not None else AzureKeyVault()
@@ -112,10 +118,13 @@ def load_model(
         report.add(node, node.path, message)
         report.silence(node)
     _check_keyvault_fields(root, schema, report)
+    data = root.plain()
     try:
-        config = model.model_validate(root.plain())
+        config = model.model_validate(data)
     except ValidationError as exc:
         translate(exc, schema, report)
+        if check_unvalidated is not None:
+            _report_check(report, check_unvalidated, data)
         raise ConfigError([*problems, *report.problems()]) from None
     except Exception as exc:
         # A model that crashes instead of rejecting is a bug, but the user still gets one line.
@@ -124,15 +133,19 @@ def load_model(
     if problems or not report.empty:
         raise ConfigError([*problems, *report.problems()])
     if cross_check is not None:
-        try:
-            found = list(cross_check(config))
-        except Exception as exc:
-            found = [((), f"{INTERNAL_ERROR} ({type(exc).__name__})")]
-        for where, message in found:
-            report.at_path(tuple(where), message)
+        _report_check(report, cross_check, config)
         if not report.empty:
             raise ConfigError(report.problems())
     return config
+
+
+def _report_check(report: ProblemReport, check: Callable[[T], Iterable[Found]], value: T) -> None:
+    try:
+        found = list(check(value))
+    except Exception as exc:
+        found = [((), f"{INTERNAL_ERROR} ({type(exc).__name__})")]
+    for where, message in found:
+        report.at_path(tuple(where), message)
 
 
 @functools.cache

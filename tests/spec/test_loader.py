@@ -554,3 +554,51 @@ def test_an_image_id_in_a_cluster_inherits_no_image_from_dask_config(write: Writ
     config = load(write("x.yaml", text), DASK_CLOUDPROVIDER__AZURE__AZUREVM__VM_IMAGE="{'sku': '20.04-LTS'}")
     image = config.clusters["c1"].vm_image
     assert (image.id, image.sku, image.publisher) == (GALLERY_IMAGE, None, None)
+
+
+def test_an_unknown_account_is_reported_with_the_models_errors(write: WriteFile, problems: Problems) -> None:
+    text = POOL.replace("account: prod", "account: prd") + "    resize_timeout: PT2M\n"
+    path = write("x.yaml", text)
+    assert problems(path) == [
+        at(
+            path,
+            text,
+            "prd",
+            "pools.p_id1.account: unknown account 'prd' (declared: prod); did you mean 'prod'?",
+        ),
+        at(path, text, "PT2M", "pools.p_id1.resize_timeout: must be at least 5 minutes (got PT2M)"),
+    ]
+
+
+def test_an_unknown_inherited_account_is_reported_once_with_the_models_errors(
+    write: WriteFile, problems: Problems
+) -> None:
+    text = (
+        ACCOUNT
+        + "defaults:\n  pool:\n    account: prd\n    vm_size: standard_d4s_v3\n"
+        + "    target_dedicated_nodes: 1\n"
+        + IMAGE
+        + "pools:\n  a: {}\n  b: {resize_timeout: 1m}\n"
+    )
+    path = write("x.yaml", text)
+    assert problems(path) == [
+        at(
+            path,
+            text,
+            "prd",
+            "defaults.pool.account: unknown account 'prd' (declared: prod); did you mean 'prod'?"
+            " (inherited by pools.a, pools.b)",
+        ),
+        at(path, text, "1m", "pools.b.resize_timeout: must be at least 5 minutes (got 1m)"),
+    ]
+
+
+def test_no_account_check_where_the_model_already_rejects_the_names(
+    write: WriteFile, problems: Problems
+) -> None:
+    text = POOL.replace("account: prod", 'account: " "')
+    path = write("x.yaml", text)
+    assert problems(path) == [at(path, text, '" "', "pools.p_id1.account: must not be empty")]
+    text = POOL.replace("accounts:\n  prod:", "accounts:\n- prod:").replace("account: prod", "account: prd")
+    path = write("y.yaml", text)
+    assert [p.split(": ", 2)[1] for p in problems(path)] == ["accounts"]
