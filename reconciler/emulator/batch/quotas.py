@@ -11,6 +11,15 @@ import re
 DEFAULT_CORES = 4
 
 _CORES = {
+    "small": 1,
+    "medium": 2,
+    "large": 4,
+    "extralarge": 8,
+    "standard_d11_v2": 2,
+    "standard_d12_v2": 4,
+    "standard_d13_v2": 8,
+    "standard_d14_v2": 16,
+    "standard_d15_v2": 20,
     "standard_a1": 1,
     "standard_a1_v2": 1,
     "standard_a2_v2": 2,
