@@ -68,9 +68,12 @@ def iso_utc(when: datetime) -> str:
 def merged_metadata(
     spec_items: list[Mapping[str, str]] | None,
     current: Mapping[str, str],
-    ours: Mapping[str, str],
+    ours: Mapping[str, str | None],
 ) -> list[dict[str, str]]:
-    """The full metadata list to write: the user's items (spec, else current) and our markers."""
+    """The full metadata list to write: the user's items (spec, else current) and our markers.
+
+    A marker given as None is removed; markers not named in `ours` are kept as they are.
+    """
     if spec_items is None:
         user = [
             {"name": name, "value": value}
@@ -88,13 +91,18 @@ def merged_metadata(
         for name, value in current.items()
         if name.casefold().startswith(RESERVED_METADATA_PREFIX) and name not in ours
     }
-    return [*user, *({"name": n, "value": v} for n, v in {**kept, **ours}.items())]
+    marks = {**kept, **ours}
+    return [*user, *({"name": n, "value": v} for n, v in marks.items() if v is not None)]
 
 
-def create_body(pool_id: str, pool: Pool, spec_hash: str) -> dict[str, Any]:
-    """The data-plane create body: the spec's own body, its metadata plus our ownership marker and hash."""
+def create_body(pool_id: str, pool: Pool, ours: Mapping[str, str]) -> dict[str, Any]:
+    """The data-plane create body: the spec's own body, its metadata plus our markers.
+
+    `ours` must carry the ownership marker and the spec hash; anything else of ours may join them.
+    """
+    if markers.MANAGED_BY not in ours or markers.SPEC_HASH not in ours:
+        raise ValueError("a created pool carries the ownership marker and the spec hash")
     body = pool.to_batch_json(pool_id)
-    ours = {markers.MANAGED_BY: markers.MANAGED_BY_VALUE, markers.SPEC_HASH: spec_hash}
     body["metadata"] = merged_metadata(body.get("metadata") or [], {}, ours)
     return body
 
@@ -113,10 +121,10 @@ async def get_pool(clients: AzureClients, account: str, pool_id: str) -> Observe
 
 
 async def create_pool(
-    clients: AzureClients, account: str, pool_id: str, pool: Pool, spec_hash: str
+    clients: AzureClients, account: str, pool_id: str, pool: Pool, ours: Mapping[str, str]
 ) -> CreateOutcome:
     """Create the pool (through ARM when it has managed identities); adopt our own pool on `PoolExists`."""
-    body = create_body(pool_id, pool, spec_hash)
+    body = create_body(pool_id, pool, ours)
     try:
         if pool.identity is not None:
             await _create_through_arm(clients, account, pool_id, body, pool)
@@ -127,7 +135,11 @@ async def create_pool(
         if error.code not in ("PoolExists", "Conflict") and error.status != 409:
             raise OperationFailed("create", pool_id, error) from None
         existing = await get_pool(clients, account, pool_id)
-        if existing is not None and existing.state == "active" and existing.spec_hash == spec_hash:
+        if (
+            existing is not None
+            and existing.state == "active"
+            and existing.spec_hash == ours[markers.SPEC_HASH]
+        ):
             return CreateOutcome.ADOPTED
         raise OperationFailed("create", pool_id, error) from None
     return CreateOutcome.CREATED
@@ -139,7 +151,7 @@ async def patch_pool(
     pool_id: str,
     properties: Mapping[str, Any] | None = None,
     *,
-    ours: Mapping[str, str] | None = None,
+    ours: Mapping[str, str | None] | None = None,
     observed: ObservedPool | None = None,
 ) -> None:
     """PATCH `properties` (REST names) and our markers, keeping whatever metadata neither of them names.
@@ -190,18 +202,6 @@ async def request_refresh(
     """Write the refresh request into the pool, where it survives any restart and anyone can see it."""
     await patch_pool(
         clients, account, pool_id, ours={markers.REFRESH_REQUESTED_AT: iso_utc(at)}, observed=observed
-    )
-
-
-async def write_spec_hash(
-    clients: AzureClients, account: str, pool_id: str, spec_hash: str, *, observed: ObservedPool | None = None
-) -> None:
-    await patch_pool(
-        clients,
-        account,
-        pool_id,
-        ours={markers.MANAGED_BY: markers.MANAGED_BY_VALUE, markers.SPEC_HASH: spec_hash},
-        observed=observed,
     )
 
 

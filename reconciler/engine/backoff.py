@@ -15,11 +15,11 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 
 PoolKey = tuple[str, str]
-"""(account, pool id), the pool id case-folded as Batch compares them."""
+"""(account, pool id as the config spells it), the key `make_plan(backoff_until=...)` reads."""
 
 
 def pool_key(account: str, pool_id: str) -> PoolKey:
-    return account, pool_id.casefold()
+    return account, pool_id
 
 
 @dataclass(frozen=True)

@@ -103,14 +103,14 @@ def _waited_through(exc: BaseException) -> bool:
 
 
 class _Backoff:
-    """Exponential growth from `floor` to `cap`, ±20 % jitter, at least Retry-After, never past the end."""
+    """Exponential growth from `floor` to `cap`, +0-20 % jitter, at least Retry-After, never past the end."""
 
     def __init__(self, floor: float, cap: float, end: float, clock: Clock, rng: random.Random) -> None:
         self.floor, self.cap, self.end, self.clock, self.rng = floor, cap, end, clock, rng
 
     def __call__(self, state: RetryCallState) -> float:
-        base = min(self.cap, self.floor * 2 ** (state.attempt_number - 1))
-        wait: float = base * self.rng.uniform(1.0 - _JITTER, 1.0)
+        base = self.floor * 2 ** (state.attempt_number - 1)
+        wait: float = min(self.cap, base * self.rng.uniform(1.0, 1.0 + _JITTER))
         outcome = state.outcome
         failure = outcome.exception() if outcome is not None and outcome.failed else None
         if failure is not None:
