@@ -8,6 +8,7 @@ jumped forward, so a two-hour drain is a test of milliseconds without a single r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -57,11 +58,8 @@ class SimClock:
         """Sleep `seconds` of simulated time (woken early by `advance`)."""
         deadline = self.monotonic() + seconds
         while (remaining := deadline - self.monotonic()) > 0:
-            event = self._changed
-            try:
-                await asyncio.wait_for(event.wait(), timeout=remaining / self._scale)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=remaining / self._scale)
 
     def _rebase(self) -> None:
         self._sim_base = self.monotonic()

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -30,6 +31,7 @@ from reconciler.emulator.context import EmulatorContext
 TOKEN_LIFETIME_SECONDS = 3599
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ARM_AUDIENCE = "https://management.azure.com/"
+LEGACY_ARM_AUDIENCE = "https://management.core.windows.net/"
 BATCH_AUDIENCE = "https://batch.core.windows.net/"
 _CANONICAL_AUDIENCES = {a.rstrip("/"): a for a in (ARM_AUDIENCE, BATCH_AUDIENCE)}
 _VERIFIED_CACHE_LIMIT = 10_000
@@ -357,8 +359,8 @@ class IdentityProvider:
 
     # --- verifying --------------------------------------------------------------------------------------
 
-    def verify_bearer(self, authorization: str | None, audience: str) -> None:
-        """Accept only an unexpired token of `audience` signed by this emulator, else raise TokenError."""
+    def verify_bearer(self, authorization: str | None, audience: str | Collection[str]) -> None:
+        """Accept only an unexpired token for one of `audience`, signed by this emulator; else TokenError."""
         if not authorization:
             raise TokenError(
                 "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."
@@ -378,11 +380,12 @@ class IdentityProvider:
                 "ExpiredAuthenticationToken",
                 "The access token expiry UTC time is earlier than current UTC time.",
             )
-        if verified.audience.rstrip("/") != audience.rstrip("/"):
+        allowed = [audience] if isinstance(audience, str) else list(audience)
+        if verified.audience.rstrip("/") not in {a.rstrip("/") for a in allowed}:
             raise TokenError(
                 "InvalidAuthenticationTokenAudience",
                 f"The access token has been obtained for wrong audience or resource '{verified.audience}'. "
-                f"It should exactly match with one of the allowed audiences '{audience}'.",
+                f"It should exactly match with one of the allowed audiences {', '.join(map(repr, allowed))}.",
             )
 
     def _decode(self, token: str) -> _Verified:

@@ -14,7 +14,6 @@ from reconciler.azure.credentials import Credentials, identity_options, token_cr
 from reconciler.azure.errors import ErrorKind
 from reconciler.azure.observe import observe_account
 from reconciler.emulator import Emulator
-from reconciler.emulator.api import ARM_SCOPES
 from reconciler.spec.account import AzureSettings, ClientSecretAuth, DefaultAuth, SharedKeyAuth
 from reconciler.spec.secrets import Secret
 
@@ -58,9 +57,7 @@ async def test_wrong_client_secret_is_an_auth_error_of_that_account(
 
 async def test_certificate_credential_signs_management_calls(emu: Emulator, make_config: MakeConfig) -> None:
     config = make_config(azure_auth=certificate(emu))
-    async with AzureClients(
-        config, caller=CALLER, client_options=NO_RETRIES, arm_scope=ARM_SCOPES[0]
-    ) as clients:
+    async with AzureClients(config, caller=CALLER, client_options=NO_RETRIES) as clients:
         mgmt = clients.batch_mgmt(emu.connection["arm"]["subscription_id"])
         pools = [p async for p in mgmt.pool.list_by_batch_account("rg-emulator", "alpha")]
     assert pools == []

@@ -88,3 +88,21 @@ async def test_wrong_subscription_is_not_found(emulator: Emulator) -> None:
             await compute.virtual_machines.get("rg", "vm")
     assert missing.value.error is not None
     assert missing.value.error.code == "SubscriptionNotFound"
+
+
+@pytest.mark.parametrize("audience", ["{arm}/.default", "https://management.core.windows.net//.default"])
+async def test_arm_accepts_its_own_url_and_the_legacy_management_audience(
+    emulator: Emulator, audience: str
+) -> None:
+    credential = ScopeSwap(emulator.token_credential(), audience.format(arm=emulator.arm_url))
+    compute = emulator.compute_client(credential=credential)
+    vms = [vm async for vm in compute.virtual_machines.list_all()]
+    assert vms == []
+
+
+async def test_a_token_for_another_host_is_refused_by_arm(emulator: Emulator) -> None:
+    credential = ScopeSwap(emulator.token_credential(), "https://arm.example.net/.default")
+    compute = emulator.compute_client(credential=credential)
+    with pytest.raises(ClientAuthenticationError) as refused:
+        await compute.virtual_machines.get("rg", "vm")
+    assert refused.value.status_code == 401

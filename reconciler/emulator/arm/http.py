@@ -10,7 +10,7 @@ from aiohttp import web
 
 from reconciler.emulator.arm.errors import ArmError
 from reconciler.emulator.arm.store import ResourceStore
-from reconciler.emulator.identity import ARM_AUDIENCE, IdentityProvider, TokenError
+from reconciler.emulator.identity import ARM_AUDIENCE, LEGACY_ARM_AUDIENCE, IdentityProvider, TokenError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DEFAULT_API_VERSION = "2025-04-01"
@@ -18,6 +18,12 @@ DEFAULT_API_VERSION = "2025-04-01"
 
 def base_url(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}"
+
+
+def arm_audiences(request: web.Request) -> tuple[str, ...]:
+    """What ARM accepts as `aud`: the public cloud's names, and this endpoint's own URL as a private
+    cloud's ARM does, so a client scoped `<arm_endpoint>/.default` is served like one scoped to Azure's."""
+    return (ARM_AUDIENCE, LEGACY_ARM_AUDIENCE, base_url(request) + "/")
 
 
 def api_version(request: web.Request) -> str:
@@ -56,7 +62,7 @@ class ArmGate:
     def __call__(self, handler: Handler) -> Handler:
         async def gated(request: web.Request) -> web.StreamResponse:
             try:
-                self.identity.verify_bearer(request.headers.get("Authorization"), ARM_AUDIENCE)
+                self.identity.verify_bearer(request.headers.get("Authorization"), arm_audiences(request))
             except TokenError as exc:
                 challenge = self.identity.www_authenticate(base_url(request), ARM_AUDIENCE, exc)
                 return ArmError(401, exc.code, exc.message).response({"WWW-Authenticate": challenge})
