@@ -3,6 +3,19 @@
 Out-of-process users (the demo, a subprocess under test, an admin poking at it with curl) need the same
 levers the Python API gives in-process tests; the Batch and ARM parts add their own under
 `/_emulator/batch/` and `/_emulator/arm/`.
+
+    GET    /_emulator                     accounts, clock, state parts
+    GET    /_emulator/faults              rules in force (with what is left of each `count`)
+    POST   /_emulator/faults              one rule or a list: {"operation": "batch.Pools_DeletePool",
+                                          "match": {"pool": "p1"}, "kind": "status", "status": 409,
+                                          "code": "PoolBeingResized", "count": 1}; kinds status|reset|latency
+    DELETE /_emulator/faults[/{id}]       all rules, or one
+    GET    /_emulator/clock               simulated now, elapsed, time_scale
+    POST   /_emulator/clock/advance       {"seconds": N}
+    POST   /_emulator/time-scale          {"time_scale": N}
+    GET    /_emulator/counters            ?operation=&caller=&account=&status= (globs) -> total and rows
+    DELETE /_emulator/counters
+    GET    /_emulator/state               the dump of every state part, as --state-file holds it
 """
 
 from __future__ import annotations

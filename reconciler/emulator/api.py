@@ -26,7 +26,7 @@ from reconciler.emulator.context import WELL_KNOWN_ACCOUNT_KEY, AccountSettings,
 from reconciler.emulator.counters import RequestCounters
 from reconciler.emulator.faults import FaultInjector
 from reconciler.emulator.identity import IdentityProvider
-from reconciler.emulator.persistence import read_state, restore, save
+from reconciler.emulator.persistence import SavedState, read_state, restore, save
 from reconciler.emulator.server import EmulatorServer
 from reconciler.emulator.tls import TlsMaterial
 
@@ -94,8 +94,22 @@ class Emulator:
         else:
             clock = SimClock(self._time_scale, self._start)
         self._workdir = Path(tempfile.mkdtemp(prefix="reconciler-emulator-"))
+        try:
+            server = self._build(clock, saved, self._workdir)
+            await server.start(self.host, self.port, self.arm_port)
+        except BaseException:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+            raise
+        self._server = server
+        self.port, self.arm_port = server.port, server.arm_port
+        self.connection = self._connection()
+        if self.state_file is not None:
+            self._saver = asyncio.create_task(self._save_periodically(self.state_file))
+
+    def _build(self, clock: SimClock, saved: SavedState | None, workdir: Path) -> EmulatorServer:
         accounts = {name: AccountSettings(name, key) for name, key in self._accounts.items()}
-        self.ctx = EmulatorContext(clock, accounts, self._workdir)
+        self.ctx = EmulatorContext(clock, accounts, workdir)
         self.clock = clock
         self.batch = BatchService(self.ctx)
         self.identity = IdentityProvider(self.ctx)
@@ -105,8 +119,8 @@ class Emulator:
         if saved is not None:
             restore(self.ctx, saved)
         tls = TlsMaterial.generate()
-        self.ca_bundle = tls.write_ca(self._workdir)
-        self._server = EmulatorServer(
+        self.ca_bundle = tls.write_ca(workdir)
+        return EmulatorServer(
             self.ctx,
             batch=self.batch,
             identity=self.identity,
@@ -115,15 +129,6 @@ class Emulator:
             counters=self.counters,
             tls=tls,
         )
-        try:
-            await self._server.start(self.host, self.port, self.arm_port)
-        except BaseException:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            raise
-        self.port, self.arm_port = self._server.port, self._server.arm_port
-        self.connection = self._connection()
-        if self.state_file is not None:
-            self._saver = asyncio.create_task(self._save_periodically(self.state_file))
 
     async def stop(self) -> None:
         if self._saver is not None:
@@ -156,7 +161,7 @@ class Emulator:
             await asyncio.sleep(self._save_interval)
             try:
                 await save(self.ctx, path)
-            except OSError:
+            except Exception:  # a failed save must not end saving; the next one may succeed
                 log.exception("emulator.state_save_failed path=%s", path)
 
     # --- addresses and secrets -------------------------------------------------------------------------

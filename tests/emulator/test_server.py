@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import uuid
 
@@ -149,3 +150,18 @@ def test_threaded_emulator_serves_the_sync_management_clients(threaded_emulator:
     assert list(threaded_emulator.batch_client(tls=True, auth="token").list_pools()) == []
     assert list(threaded_emulator.compute_client().virtual_machines.list("rg-emulator")) == []
     assert threaded_emulator.counters.total(operation="arm.*", status=200) >= 1
+
+
+async def test_a_busy_port_fails_start_and_cleans_up(emulator: Emulator) -> None:
+    second = Emulator(port=emulator.port)
+    with pytest.raises(OSError):
+        await second.start()
+    await second.stop()  # harmless after a failed start
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    third = Emulator(port=free, arm_port=emulator.arm_port)  # HTTP binds, HTTPS cannot
+    with pytest.raises(OSError):
+        await third.start()
+    async with Emulator(port=free) as fourth:  # so the HTTP listener was released
+        assert fourth.port == free
