@@ -17,6 +17,11 @@ from reconciler.emulator import Emulator
 OTHER_KEY = base64.b64encode(b"not the account key").decode()
 
 
+def code_of(error: HttpResponseError) -> str:
+    assert error.error is not None
+    return str(error.error.code)
+
+
 async def forbidden(client: BatchClient) -> HttpResponseError:
     async with client:
         with pytest.raises(HttpResponseError) as caught:
@@ -27,8 +32,9 @@ async def forbidden(client: BatchClient) -> HttpResponseError:
 async def test_wrong_key_is_authentication_failed(emulator: Emulator) -> None:
     client = BatchClient(emulator.batch_url(), AzureNamedKeyCredential("demo", OTHER_KEY))
     error = await forbidden(client)
-    assert (error.status_code, error.error.code) == (403, "AuthenticationFailed")
-    detail = {d.code: d.message for d in error.error.details}
+    assert (error.status_code, code_of(error)) == (403, "AuthenticationFailed")
+    assert error.error is not None
+    detail = {d.code: str(d.message) for d in error.error.details}
     assert "string to sign" in detail["AuthenticationErrorDetail"]
     assert "/demo/demo/pools/anything" in detail["AuthenticationErrorDetail"]
 
@@ -37,13 +43,13 @@ async def test_unknown_account_is_refused(emulator: Emulator) -> None:
     url = emulator.batch_url().rsplit("/", 1)[0] + "/nobody"
     client = BatchClient(url, AzureNamedKeyCredential("nobody", emulator.account_key()))
     error = await forbidden(client)
-    assert (error.status_code, error.error.code) == (403, "AuthenticationFailed")
+    assert (error.status_code, code_of(error)) == (403, "AuthenticationFailed")
 
 
 async def test_signature_for_another_account_is_refused(emulator: Emulator) -> None:
     client = BatchClient(emulator.batch_url(), AzureNamedKeyCredential("someone", emulator.account_key()))
     error = await forbidden(client)
-    assert (error.status_code, error.error.code) == (403, "AuthenticationFailed")
+    assert (error.status_code, code_of(error)) == (403, "AuthenticationFailed")
 
 
 async def test_missing_or_bearer_authorization_over_http(emulator: Emulator) -> None:

@@ -5,6 +5,7 @@ Every task must end `completed` or return to `active`: a drain that loses work i
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -19,7 +20,9 @@ IMAGE = m.VirtualMachineConfiguration(
 )
 
 
-async def busy_pool(emulator: Emulator, client: Any, pool_id: str, *, retention: str | None = None) -> None:
+async def busy_pool(
+    emulator: Emulator, client: Any, pool_id: str, *, retention: timedelta | None = None
+) -> None:
     """Two steady nodes, one slot each, two `sleep 1200` tasks running and two waiting."""
     await client.create_pool(
         m.BatchPoolCreateOptions(
@@ -127,7 +130,7 @@ async def test_taskcompletion_beyond_resize_timeout_reports_resize_timed_out(
         "slow",
         m.BatchPoolResizeOptions(
             target_dedicated_nodes=0,
-            resize_timeout="PT5M",
+            resize_timeout=timedelta(minutes=5),
             node_deallocation_option=m.BatchNodeDeallocationOption.TASK_COMPLETION,
         ),
     )
@@ -140,7 +143,7 @@ async def test_taskcompletion_beyond_resize_timeout_reports_resize_timed_out(
 
 
 async def test_retaineddata_also_waits_for_retention(emulator: Emulator, batch_client: Any) -> None:
-    await busy_pool(emulator, batch_client, "rd", retention="PT30M")
+    await busy_pool(emulator, batch_client, "rd", retention=timedelta(minutes=30))
     running = await running_ids(batch_client, "rd-job")
     await shrink(batch_client, "rd", m.BatchNodeDeallocationOption.RETAINED_DATA)
     emulator.clock.advance(1300)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -29,11 +30,15 @@ def new_pool(pool_id: str, dedicated: int | None = 0, **extra: Any) -> m.BatchPo
     )
 
 
+def code_of(error: HttpResponseError) -> str:
+    assert error.error is not None
+    return str(error.error.code)
+
+
 async def error_code(call: Any) -> tuple[int, str]:
     with pytest.raises(HttpResponseError) as caught:
         await call
-    assert caught.value.error is not None
-    return caught.value.status_code or 0, caught.value.error.code or ""
+    return caught.value.status_code or 0, code_of(caught.value)
 
 
 async def test_create_allocate_resize_stop_and_delete(emulator: Emulator, batch_client: Any) -> None:
@@ -89,7 +94,7 @@ async def test_create_allocate_resize_stop_and_delete(emulator: Emulator, batch_
     await asyncio.wait_for(waiting, 10)
     with pytest.raises(ResourceNotFoundError) as gone:
         await batch_client.get_pool("life")
-    assert gone.value.error.code == "PoolNotFound"
+    assert code_of(gone.value) == "PoolNotFound"
 
 
 async def test_add_validation_and_conflicts(batch_client: Any) -> None:
@@ -132,7 +137,7 @@ async def test_autoscale_enable_evaluate_disable(emulator: Emulator, batch_clien
     emulator.clock.advance(SETTLE)
     formula = "$TargetDedicatedNodes = max(0, 3 - 1); $NodeDeallocationOption = taskcompletion;"
     options = m.BatchPoolEnableAutoScaleOptions(
-        auto_scale_formula=formula, auto_scale_evaluation_interval="PT5M"
+        auto_scale_formula=formula, auto_scale_evaluation_interval=timedelta(minutes=5)
     )
     await batch_client.enable_pool_auto_scale("auto", options)
     pool = await batch_client.get_pool("auto")
@@ -143,8 +148,9 @@ async def test_autoscale_enable_evaluate_disable(emulator: Emulator, batch_clien
 
     with pytest.raises(HttpResponseError) as too_soon:
         await batch_client.enable_pool_auto_scale("auto", options, retry_total=0)
-    assert (too_soon.value.status_code, too_soon.value.error.code) == (503, "TooManyEnableAutoScaleRequests")
-    assert 1 <= int(too_soon.value.response.headers["Retry-After"]) <= 30
+    assert (too_soon.value.status_code, code_of(too_soon.value)) == (503, "TooManyEnableAutoScaleRequests")
+    response: Any = too_soon.value.response
+    assert 1 <= int(response.headers["Retry-After"]) <= 30
     resize = m.BatchPoolResizeOptions(target_dedicated_nodes=1)
     status, _ = await error_code(batch_client.begin_resize_pool("auto", resize))
     assert status == 409
@@ -205,7 +211,7 @@ async def test_etag_changes_and_if_match_is_honoured(emulator: Emulator, batch_c
             "tagged", resize, etag=first.etag, match_condition=MatchConditions.IfNotModified
         )
     assert stale.value.status_code == 412
-    assert stale.value.error.code == "ConditionNotMet"
+    assert code_of(stale.value) == "ConditionNotMet"
     await batch_client.begin_resize_pool(
         "tagged", resize, etag=second.etag, match_condition=MatchConditions.IfNotModified
     )
