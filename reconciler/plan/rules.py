@@ -107,6 +107,9 @@ def _leaves(path: str, old: Any, new: Any, *, expand: bool = False) -> Iterator[
     if expand and old is None and isinstance(new, Mapping):
         for key in sorted(new):
             yield from _leaves(f"{path}.{key}", None, new[key], expand=True)
+    elif expand and old is None and isinstance(new, list) and new:
+        for index, item in enumerate(new):
+            yield from _leaves(f"{path}[{index}]", None, item, expand=True)
     elif isinstance(old, Mapping) and isinstance(new, Mapping):
         for key in sorted(set(old) | set(new)):
             yield from _leaves(f"{path}.{key}", old.get(key), new.get(key))
