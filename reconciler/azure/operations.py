@@ -196,6 +196,16 @@ async def _update(
         raise OperationFailed("patch", pool_id, classify(exc)) from None
 
 
+def request_time(observed: ObservedPool, now: datetime) -> datetime:
+    """The instant to record a refresh request at: now, but never before the pool's own last change.
+
+    The refresh is done once the pool's creation time (the service's clock) is later than the request;
+    a local clock running behind the service must not write a request the pool already satisfies.
+    """
+    floor = max(t for t in (observed.last_modified, observed.creation_time, now) if t is not None)
+    return floor + timedelta(milliseconds=1) if floor > now else now
+
+
 async def request_refresh(
     clients: AzureClients, account: str, pool_id: str, at: datetime, *, observed: ObservedPool | None = None
 ) -> None:

@@ -1,0 +1,112 @@
+"""`reconciler apply`: one pass — observe, plan, show, ask, act, wait, summarise.
+
+It acts through the same `reconcile_once` the daemon runs, so what `apply` does by hand is exactly what
+the daemon would do on its next tick. Without `--yes` it asks on the terminal; with no terminal to ask on
+it refuses rather than guess. Exit status 0 when every action ended well, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+
+from reconciler.azure.clients import AzureClients
+from reconciler.commands.common import (
+    CLI_CALLER,
+    EXIT_ERROR,
+    EXIT_OK,
+    CommandError,
+    load,
+    report_unreachable,
+    run,
+)
+from reconciler.engine.cycle import CycleEvent
+from reconciler.engine.executor import ActionResult, Engine
+from reconciler.engine.reconcile import reconcile_once
+from reconciler.engine.wait import Pacing
+from reconciler.plan.actions import Plan
+from reconciler.plan.render import plan_text, safe
+
+
+def command_logging() -> None:
+    """Engine logs to stderr, warnings and up, so stdout stays the command's own lines."""
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def print_phase(event: CycleEvent) -> None:
+    """One line per phase a pool enters: `POOL: phase NAME`, for people and for scripts to follow."""
+    if event.kind == "phase":
+        print(f"{event.pool_id}: phase {event.phase}", flush=True)
+
+
+def pacing() -> Pacing:
+    try:
+        return Pacing.from_env()
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def summary_line(result: ActionResult) -> str:
+    action = result.action
+    return (
+        f"{action.pool_id} ({action.account}): {action.kind.value} {result.outcome.value}"
+        f" in {result.seconds:.0f}s: {safe(result.detail)}"
+    )
+
+
+def print_summary(results: Sequence[ActionResult]) -> None:
+    for result in results:
+        print(summary_line(result), flush=True)
+    failed = sum(1 for r in results if not r.ok)
+    print(f"Applied: {len(results) - failed} ok, {failed} not ok.", flush=True)
+
+
+async def _ask(plan: Plan, yes: bool) -> bool:
+    sys.stdout.write(plan_text(plan))
+    sys.stdout.flush()
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        print(
+            "error: not applying: no terminal to ask on; pass --yes to apply without asking", file=sys.stderr
+        )
+        return False
+    answer = await asyncio.to_thread(input, "Apply these changes? [y/N] ")
+    return answer.strip().casefold() in ("y", "yes")
+
+
+def apply_command(config_paths: list[Path], yes: bool) -> int:
+    async def body() -> int:
+        config = load(config_paths)
+        command_logging()
+        refused = False
+
+        async def approve(plan: Plan) -> bool:
+            nonlocal refused
+            refused = not await _ask(plan, yes)
+            return not refused
+
+        async with AzureClients(config, caller=CLI_CALLER) as clients:
+            engine = Engine(clients, pacing=pacing(), observers=[print_phase])
+            result = await reconcile_once(config, clients, engine=engine, approve=approve)
+        if not result.plan.actions:
+            sys.stdout.write(plan_text(result.plan))
+        elif result.approved:
+            print_summary(result.results)
+        else:
+            print("Not applied.")
+        unreachable = report_unreachable(result.snapshot)
+        if refused or unreachable or result.failures:
+            return EXIT_ERROR
+        return EXIT_OK
+
+    return run(body)
