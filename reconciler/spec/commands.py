@@ -6,13 +6,12 @@ stderr with exit status 1, never a traceback, so `validate` can gate a merge req
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
-import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from pydantic.json_schema import PydanticJsonSchemaWarning
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID = "urn:azure-reconciler:config"
@@ -52,12 +51,85 @@ def config_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of the config file, as editors consume it."""
     from reconciler.spec.config import Config
 
-    with warnings.catch_warnings():
-        # A default the schema cannot spell (a timedelta) is left out of it; editors do not need it.
-        warnings.simplefilter("ignore", PydanticJsonSchemaWarning)
-        generated = Config.model_json_schema(mode="validation")
+    generated = Config.model_json_schema(mode="validation")
     generated.pop("title", None)
+    _nothing_required_under(generated, generated["properties"]["pools"]["additionalProperties"])
     return {"$schema": SCHEMA_DIALECT, "$id": SCHEMA_ID, "title": SCHEMA_TITLE, **generated}
+
+
+PARTIAL_SUFFIX = "Partial"
+"""Names the relaxed copy of a definition that is also used where defaults do not merge in (lists)."""
+
+
+def _nothing_required_under(schema: dict[str, Any], entry: dict[str, Any]) -> None:
+    """Make every key `defaults.pool` can supply optional below `entry` (a pool), keeping the rest.
+
+    The loader deep-merges `defaults.pool` under each pool before it validates, so a pool without its
+    own `vm_size` is fine and an editor must not flag it; the loader still reports a key that is
+    missing after the merge. Lists are not merged, so a list item keeps its `required`: definitions
+    are relaxed in copies, and a copy takes the original's name where nothing else uses the original.
+    """
+    defs: dict[str, Any] = schema["$defs"]
+    relaxed: dict[str, str] = {}
+
+    def relax(name: str) -> str:
+        if name not in relaxed:
+            relaxed[name] = name
+            body = copy.deepcopy(defs[name])
+            body.pop("required", None)
+            _rename_refs(body, relax, merged_only=True)
+            if body != defs[name]:
+                relaxed[name] = name + PARTIAL_SUFFIX
+                defs[relaxed[name]] = body
+        return relaxed[name]
+
+    _rename_refs(entry, relax, merged_only=True)
+    used = _used_definitions(schema)
+    for name in [n for n in defs if n not in used]:
+        del defs[name]
+    back = {partial: name for name, partial in relaxed.items() if partial != name and name not in defs}
+    for partial, name in back.items():
+        defs[name] = defs.pop(partial)
+    _rename_refs(schema, lambda name: back.get(name, name), merged_only=False)
+    schema["$defs"] = dict(sorted(defs.items()))
+
+
+def _rename_refs(node: Any, rename: Callable[[str], str], *, merged_only: bool) -> None:
+    """Point each `$ref` at `rename(its definition)`; with `merged_only`, not inside list items."""
+    if isinstance(node, list):
+        for item in node:
+            _rename_refs(item, rename, merged_only=merged_only)
+        return
+    if not isinstance(node, dict):
+        return
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith(_DEFS):
+        node["$ref"] = _DEFS + rename(ref.removeprefix(_DEFS))
+    for key, value in node.items():
+        if not (merged_only and key in ("items", "prefixItems")):
+            _rename_refs(value, rename, merged_only=merged_only)
+
+
+def _used_definitions(schema: dict[str, Any]) -> set[str]:
+    """Definitions reachable from the top of `schema`."""
+    defs: dict[str, Any] = schema["$defs"]
+    used: set[str] = set()
+    pending: list[Any] = [{k: v for k, v in schema.items() if k != "$defs"}]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            name = ref.removeprefix(_DEFS) if isinstance(ref, str) else None
+            if name is not None and name in defs and name not in used:
+                used.add(name)
+                pending.append(defs[name])
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return used
+
+
+_DEFS = "#/$defs/"
 
 
 def schema_text() -> str:

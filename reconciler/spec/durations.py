@@ -49,6 +49,30 @@ class DurationValue(timedelta):
     def __reduce__(self) -> Any:
         return (DurationValue, (timedelta(self.days, self.seconds, self.microseconds), self.text))
 
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        """Also what pydantic uses to put a `DurationValue` default into a JSON Schema, as ISO 8601."""
+        return core_schema.no_info_plain_validator_function(
+            parse_duration,
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                to_iso8601, when_used="json-unless-none"
+            ),
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, _schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {
+            "type": ["string", "integer"],
+            "pattern": PATTERN,
+            "minimum": 0,
+            "description": "A duration: ISO 8601 (PT15M, P1D), short form (90s, 15m, 2h, 1d, 1h30m) "
+            "or integer seconds.",
+        }
+
 
 def to_iso8601(delta: timedelta) -> str:
     """ISO 8601 text of a duration, in the days/hours/minutes/seconds form the Batch API prints."""
@@ -120,30 +144,5 @@ def _error(got: str, *, negative: bool = False) -> PydanticCustomError:
     )
 
 
-class _DurationAnnotation:
-    @classmethod
-    def __get_pydantic_core_schema__(
-        cls, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        return core_schema.no_info_plain_validator_function(
-            parse_duration,
-            serialization=core_schema.plain_serializer_function_ser_schema(
-                to_iso8601, when_used="json-unless-none"
-            ),
-        )
-
-    @classmethod
-    def __get_pydantic_json_schema__(
-        cls, _schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        return {
-            "type": ["string", "integer"],
-            "pattern": PATTERN,
-            "minimum": 0,
-            "description": "A duration: ISO 8601 (PT15M, P1D), short form (90s, 15m, 2h, 1d, 1h30m) "
-            "or integer seconds.",
-        }
-
-
-Duration = Annotated[timedelta, _DurationAnnotation]
+Duration = Annotated[timedelta, DurationValue]
 """A non-negative duration field; see the module docstring for the accepted spellings."""

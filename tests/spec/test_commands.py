@@ -6,14 +6,19 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
+import jsonschema
 import pytest
+from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
 import reconciler.spec.loader
 from reconciler.cli import app
-from reconciler.spec.commands import REGENERATE, SCHEMA_DIALECT, schema_text
+from reconciler.spec.base import SpecModel
+from reconciler.spec.commands import REGENERATE, SCHEMA_DIALECT, config_schema, schema_text
+from reconciler.spec.durations import Duration, parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
 BAD = Path(__file__).parent / "data" / "bad_resize_timeout.yaml"
@@ -133,3 +138,64 @@ def test_schema_to_an_unwritable_place_is_one_line(tmp_path: Path) -> None:
 def test_committed_schema_is_current() -> None:
     committed = (ROOT / "config" / "reconciler.schema.json").read_text()
     assert committed == schema_text(), f"config/reconciler.schema.json is stale: run `{REGENERATE}`"
+
+
+def _schema_problems(document: object) -> list[str]:
+    """What an editor would flag, with `X | None` unions reduced to what is wrong with the X."""
+    validator = jsonschema.Draft202012Validator(json.loads(schema_text()))
+    leaves = [leaf for error in validator.iter_errors(document) for leaf in _leaves(error)]
+    return sorted(
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in leaves if e.validator != "type"
+    )
+
+
+def _leaves(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    return [leaf for sub in error.context for leaf in _leaves(sub)] if error.context else [error]
+
+
+def test_example_passes_the_editor_schema_with_keys_from_defaults() -> None:
+    example = YAML(typ="safe", pure=True).load((ROOT / "config" / "example.yaml").read_text())
+    assert _schema_problems(example) == []
+
+
+def test_schema_requires_no_key_a_pool_can_inherit_but_keeps_list_items_strict() -> None:
+    registry = {"identity_reference": {}}
+    inherited_only = {
+        "pools": {
+            "p1": {
+                "virtual_machine_configuration": {"container_configuration": {}},
+                "start_task": {"container_settings": {"registry": registry}},
+            }
+        }
+    }
+    assert _schema_problems(inherited_only) == []
+    in_lists = {
+        "pools": {
+            "p1": {
+                "metadata": [{"name": "team"}],
+                "virtual_machine_configuration": {
+                    "container_configuration": {"container_registries": [registry]}
+                },
+            }
+        }
+    }
+    assert _schema_problems(in_lists) == [
+        "pools.p1.metadata.0: 'value' is a required property",
+        "pools.p1.virtual_machine_configuration.container_configuration.container_registries.0"
+        ".identity_reference: 'resource_id' is a required property",
+    ]
+    assert _schema_problems({"accounts": {"prod": {}}}) == [
+        "accounts.prod: 'batch_url' is a required property"
+    ]
+
+
+@pytest.mark.filterwarnings("error")
+def test_duration_defaults_appear_in_the_schema_as_iso_8601() -> None:
+    class Timings(SpecModel):
+        written: Duration = parse_duration("90s")
+        computed: Duration = timedelta(hours=2)
+
+    properties = Timings.model_json_schema()["properties"]
+    assert (properties["written"]["default"], properties["computed"]["default"]) == ("PT1M30S", "PT2H")
+    schedule = config_schema()["$defs"]["Schedule"]["properties"]
+    assert (schedule["jitter"]["default"], schedule["reconcile_interval"]["default"]) == ("PT5S", "PT1M")
