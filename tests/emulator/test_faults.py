@@ -79,9 +79,10 @@ async def test_transient_5xx_is_retried_by_the_sdk(
     assert emulator.counters.total(operation="batch.Pools_ListPools", status=status) == 1
 
 
-async def test_reset_surfaces_as_a_connection_error(emulator: Emulator) -> None:
+@pytest.mark.parametrize("tls", [False, True])
+async def test_reset_surfaces_as_a_connection_error(emulator: Emulator, tls: bool) -> None:
     emulator.faults.add(operation="batch.Pools_ListPools", kind="reset")
-    async with emulator.batch_client(retry_total=0) as client:
+    async with emulator.batch_client(tls=tls, retry_total=0) as client:
         with pytest.raises((ServiceRequestError, ServiceResponseError)):
             [p async for p in client.list_pools()]
     assert emulator.counters.total(operation="batch.Pools_ListPools", status=RESET_STATUS) >= 1
