@@ -76,6 +76,8 @@ class FaultRule:
             raise ValueError("latency_ms and jitter_ms must not be negative")
         if self.retry_after is not None and self.retry_after < 0:
             raise ValueError("retry_after must not be negative")
+        if not isinstance(self.match, dict):
+            raise ValueError('match must be an object such as {"pool": "p1"}')
         self.match = {str(key): str(value) for key, value in self.match.items()}
 
     @classmethod

@@ -179,7 +179,14 @@ def test_rate_count_and_validation() -> None:
     injector.clear()
     injector.add(operation="*", status=500, count=2)
     assert [injector.decide("batch.Pools_GetPool", {}) is not None for _ in range(3)] == [True, True, False]
-    for bad in ({"kind": "boom"}, {"rate": 2}, {"count": 0}, {"status": 200}, {"colour": "red"}):
+    for bad in (
+        {"kind": "boom"},
+        {"rate": 2},
+        {"count": 0},
+        {"status": 200},
+        {"colour": "red"},
+        {"match": "p1"},
+    ):
         with pytest.raises(ValueError):
             FaultRule.from_json(bad)
 
