@@ -120,7 +120,7 @@ class FaultInjector:
         self._random = random.Random(seed)
 
     def add(self, rule: FaultRule | None = None, /, **fields: Any) -> FaultRule:
-        """Add `rule`, or one built from fields: `add(operation="batch.Pool_Delete", status=409, ...)`."""
+        """Add `rule`, or one built from fields: `add(operation="batch.Pools_DeletePool", status=409)`."""
         if rule is None:
             rule = FaultRule.from_json(fields)
         elif fields:

@@ -38,7 +38,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def operation_of(request: web.Request) -> str:
-    """The route name (`batch.Pool_Get`), or `<service>.Unrouted` for paths no route serves."""
+    """The route name (`batch.Pools_GetPool`), or `<service>.Unrouted` for paths no route serves."""
     name = request.match_info.route.name
     if name:
         return name
