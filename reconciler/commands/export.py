@@ -125,12 +125,23 @@ def _referenced(data: Any, model: Any, name: tuple[str, ...], env_names: list[st
 
 def _pool_section(body: Mapping[str, Any], account: str, env_names: list[str]) -> dict[str, Any]:
     pool_id = str(body["id"])
-    view = comparable_view(canonical_from_rest(body))
+    view = _escaped(comparable_view(canonical_from_rest(body)))
     if not view.get("enable_auto_scale") and "target_low_priority_nodes" not in view:
         view.setdefault("target_dedicated_nodes", 0)
     with_secrets = _add_secrets(Pool, view, body, (pool_id,), env_names)
     ordered = {name: with_secrets[name] for name in Pool.model_fields if name in with_secrets}
     return {"account": account, **ordered}
+
+
+def _escaped(value: Any) -> Any:
+    """Values as the loader reads them back: a literal `${` is written `$${`, or it would resolve."""
+    if isinstance(value, str):
+        return value.replace("${", "$${")
+    if isinstance(value, dict):
+        return {k: _escaped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escaped(v) for v in value]
+    return value
 
 
 def _add_secrets(

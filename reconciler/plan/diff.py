@@ -46,7 +46,6 @@ from reconciler.plan.hashing import secret_references, spec_hash
 from reconciler.plan.refresh import PATCH_WHEN_EMPTY, effective_strategy
 from reconciler.plan.rules import (
     DELETION_PROTECTION,
-    PATCH_ANY_TIME,
     SECRET_DIGESTS,
     changed_secret_fields,
     compare,
@@ -54,6 +53,7 @@ from reconciler.plan.rules import (
     desired_markers,
     protected,
     rule_for,
+    top_field,
 )
 from reconciler.plan.status import degraded, managed_status
 from reconciler.spec.config import Config
@@ -157,7 +157,7 @@ def _plan_unmanaged(out: _Collected, pool_id: str, desired: Pool, observed: Obse
     changes = compare(desired, observed)
     detail = "declared, but the pool exists without reconciler.managed-by: never touched"
     if changes:
-        worst = _refresh_kind(changes)
+        worst = _kind_for(changes)
         action = PoolAction(worst, name, pool_id, "differs from the spec", changes, desired, observed)
         out.held.append(HeldAction(action, "unmanaged pool (no reconciler.managed-by marker)"))
         detail += f"; {len(changes)} field(s) differ"
@@ -166,7 +166,7 @@ def _plan_unmanaged(out: _Collected, pool_id: str, desired: Pool, observed: Obse
     out.statuses.append(PoolStatus(name, pool_id, PoolState.unmanaged, None, detail, observed))
 
 
-def _refresh_kind(changes: tuple[FieldChange, ...]) -> ActionKind:
+def _kind_for(changes: tuple[FieldChange, ...]) -> ActionKind:
     rules = {c.rule for c in changes}
     if ChangeRule.recreate in rules:
         return ActionKind.refresh
@@ -201,7 +201,7 @@ def _managed_actions(pool_id: str, desired: Pool, observed: ObservedPool) -> lis
         return [action(ActionKind.refresh, f"refresh requested at {when}", everything)]
     rebuild = [c for c in everything if c.rule == ChangeRule.recreate]
     if rebuild:
-        fields = ", ".join(dict.fromkeys(c.path.split(".", 1)[0].split("[", 1)[0] for c in rebuild))
+        fields = ", ".join(dict.fromkeys(top_field(c.path) for c in rebuild))
         how = "drain and patch" if effective_strategy(observed, desired) == PATCH_WHEN_EMPTY else "recreate"
         return [action(ActionKind.refresh, f"{fields} changeable only on an empty pool: {how}", everything)]
     planned: list[PoolAction] = []
@@ -213,7 +213,7 @@ def _managed_actions(pool_id: str, desired: Pool, observed: ObservedPool) -> lis
 
 
 def _patch_reason(changes: tuple[FieldChange, ...]) -> str:
-    fields = dict.fromkeys(c.path.split(".", 1)[0].split("[", 1)[0] for c in changes)
+    fields = dict.fromkeys(top_field(c.path) for c in changes)
     if set(fields) <= {"metadata"} and all(c.path.startswith("metadata.reconciler.") for c in changes):
         return "markers out of date"
     return f"{', '.join(fields)} changed"
@@ -256,8 +256,7 @@ def _scale_actions(
         return []
     planned: list[PoolAction] = []
     if observed.enable_auto_scale:
-        off = tuple(c for c in scale if c.path not in PATCH_ANY_TIME)
-        planned.append(action(ActionKind.disable_autoscale, "autoscale is on; the spec sets a size", off))
+        planned.append(action(ActionKind.disable_autoscale, "autoscale is on; the spec sets a size", scale))
     want = (desired.target_dedicated_nodes or 0, desired.target_low_priority_nodes or 0)
     have = (observed.target_dedicated_nodes, observed.target_low_priority_nodes)
     sizing = tuple(

@@ -54,7 +54,7 @@ def legacy_pools(emu: ThreadedEmulator) -> None:
             "targetDedicatedNodes": 2,
             "taskSlotsPerNode": 4,
             "startTask": {
-                "commandLine": "/bin/bash -c 'bash setup.sh'",
+                "commandLine": "/bin/bash -c 'MODE=${MODE} bash setup.sh ${env:HOME}'",
                 "resourceFiles": [{"httpUrl": SAS, "filePath": "setup.sh"}],
                 "environmentSettings": [{"name": "MODE", "value": "nightly"}],
                 "waitForSuccess": True,
@@ -121,6 +121,7 @@ def test_export_validates_and_plans_in_sync(
         == "${env:ETL_START_TASK_RESOURCE_FILES_0_HTTP_URL}"
     )
     assert etl["metadata"] == [{"name": "team", "value": "data"}]
+    assert etl["start_task"]["command_line"] == "/bin/bash -c 'MODE=$${MODE} bash setup.sh $${env:HOME}'"
     assert "metadata" not in data["pools"]["ours"]
     assert data["pools"]["elastic"]["auto_scale_formula"].startswith("$TargetDedicatedNodes = 1;\n")
     assert "|" in text
