@@ -120,7 +120,7 @@ def _leaves(path: str, old: Any, new: Any, *, expand: bool = False) -> Iterator[
         yield path, old, new
 
 
-SECRET_DIGESTS: Final = "reconciler.secret-digests"  # noqa: S105
+SECRET_DIGESTS: Final = markers.SECRET_DIGESTS
 """Per-field digests of the secret references (`hashing.secret_digests`): where a write-only change is."""
 
 DELETION_PROTECTION: Final = "reconciler.deletion-protection"
