@@ -82,7 +82,11 @@ def emulator(
     arm_port: Annotated[int, typer.Option(help="Port of the HTTPS face: ARM, identity, Batch.")] = 8778,
     account: Annotated[
         list[str] | None,
-        typer.Option("--account", help="Batch account NAME[=KEY]; repeatable. Default: one account 'demo'."),
+        typer.Option(
+            "--account",
+            help="Batch account NAME[=KEY]; repeatable. Default: one account 'demo'. KEY defaults to the "
+            "emulator-only well-known key, printed at start-up and written to the connection file.",
+        ),
     ] = None,
     time_scale: Annotated[
         float, typer.Option(help="Simulated time runs N times faster than wall time.")
