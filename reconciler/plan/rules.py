@@ -160,3 +160,11 @@ def changed_secret_fields(desired: Pool, observed: ObservedPool, *, visible_chan
             return frozenset()
         return frozenset(want)
     return frozenset(name for name in set(want) | set(have) if want.get(name) != have.get(name))
+
+
+def patch_fields(desired: Pool, observed: ObservedPool) -> frozenset[str]:
+    """Top-level fields a PATCH must carry to bring the pool to `desired`: every field that differs,
+    visibly or only through its secrets, except the size (resize and autoscale set that)."""
+    changes = compare(desired, observed)
+    visible = {top_field(c.path) for c in changes if c.rule != ChangeRule.scale}
+    return frozenset(visible | changed_secret_fields(desired, observed, visible_changes=bool(changes)))

@@ -5,14 +5,17 @@ from __future__ import annotations
 import ast
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from plan_env import observed_from, spec
 
 from reconciler.plan.actions import ChangeRule
-from reconciler.plan.rules import PATCH_ANY_TIME, SCALE, WHEN_EMPTY, rule_for
+from reconciler.plan.rules import PATCH_ANY_TIME, SCALE, WHEN_EMPTY, patch_fields, rule_for
 from reconciler.spec.pool import OWN_KEYS, Pool
+from reconciler.spec.secrets import Secret
 
 BATCH_SPEC = Path(__file__).parents[2].parent / "shared/azure-reference/batch-data-plane/BatchService.json"
 NOT_MODELLED = {"certificate_references"}
@@ -80,3 +83,27 @@ def test_plan_modules_do_no_io_and_read_no_clock(module: str) -> None:
         if isinstance(node, ast.Call)
     }
     assert not calls & {"now", "utcnow", "today", "open", "time", "monotonic", "sleep"}
+
+
+def test_patch_fields_include_secret_only_changes() -> None:
+    def pool(reference: str, command: str, nodes: int) -> Pool:
+        registry = {
+            "registry_server": "r.azurecr.io",
+            "username": "u",
+            "password": Secret("v", reference=reference),
+        }
+        machine = spec().virtual_machine_configuration.model_dump(mode="python", exclude_none=True)
+        machine["container_configuration"] = {"type": "dockerCompatible", "container_registries": [registry]}
+        return spec(
+            virtual_machine_configuration=machine,
+            start_task={"command_line": command},
+            target_dedicated_nodes=nodes,
+        )
+
+    observed = observed_from(pool("${env:OLD}", "a", 1))
+    assert patch_fields(pool("${env:NEW}", "b", 3), observed) == {
+        "virtual_machine_configuration",
+        "start_task",
+    }
+    assert patch_fields(pool("${env:OLD}", "a", 3), observed) == frozenset()
+    assert patch_fields(pool("${env:OLD}", "a", 1), replace(observed, desired_view={})) >= {"vm_size"}
