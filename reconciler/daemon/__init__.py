@@ -1,0 +1,1 @@
+"""The long-running `reconciler run`: scheduling, reload, metrics and health, logging, systemd notify."""

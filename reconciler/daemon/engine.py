@@ -1,0 +1,89 @@
+"""The engine as the daemon runs it: no new actions once stopping, refreshes begun only inside a window.
+
+Both rules sit in front of `Engine.execute`, so `reconcile_once` stays the same pass `apply` runs. The
+window rule holds back only the *beginning* of a refresh (the steps before anything is torn down): a
+cycle already draining, deleting or recreating is carried on, since stopping it halfway would leave a
+pool smaller than its spec until the next window.
+
+Stopping is cooperative: the daemon's `sleep` raises `ShutdownRequested` at the next wait, which is a
+step boundary; the level-triggered cycle resumes from what Azure shows after a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final
+
+import structlog
+
+from reconciler.engine.executor import ActionResult, Engine
+from reconciler.plan.actions import ActionKind, HeldAction, Plan, PoolAction
+from reconciler.plan.refresh import RefreshStep, effective_strategy, next_refresh_step
+
+log = structlog.get_logger("reconciler.daemon.engine")
+
+NOT_BEGUN: Final = frozenset({RefreshStep.disable_autoscale, RefreshStep.wait_steady, RefreshStep.drain})
+"""Steps of a cycle that has not torn anything down yet; only these wait for a refresh window."""
+
+
+class ShutdownRequested(Exception):
+    """Raised at the next step boundary once the daemon is stopping."""
+
+
+def refresh_begun(action: PoolAction) -> bool:
+    """The cycle is already past its start (draining, deleting, absent, recreating)."""
+    observed = action.observed
+    if observed is None:
+        return True
+    step = next_refresh_step(
+        observed,
+        action.desired,
+        requested_at=observed.refresh_requested_at,
+        strategy=effective_strategy(observed, action.desired),
+    )
+    return step not in NOT_BEGUN
+
+
+def _always_open(_now: datetime) -> bool:
+    return True
+
+
+def _never_stopping() -> bool:
+    return False
+
+
+@dataclass
+class DaemonEngine(Engine):
+    in_window: Callable[[datetime], bool] = _always_open
+    stopping: Callable[[], bool] = _never_stopping
+    _deferred: set[tuple[str, str]] = field(default_factory=set, init=False)
+
+    def gate(self, plan: Plan, now: datetime) -> tuple[Plan, tuple[HeldAction, ...]]:
+        """The plan to carry out now, and the refreshes that wait for a window."""
+        if self.in_window(now):
+            self._deferred.clear()
+            return plan, ()
+        kept: list[PoolAction] = []
+        held: list[HeldAction] = []
+        for action in plan.actions:
+            if action.kind is ActionKind.refresh and not refresh_begun(action):
+                held.append(HeldAction(action, "outside every refresh window"))
+            else:
+                kept.append(action)
+        waiting = {(h.action.account, h.action.pool_id) for h in held}
+        for account, pool_id in sorted(waiting - self._deferred):
+            log.info("pool.refresh.deferred", pool=pool_id, account=account, reason="outside refresh windows")
+        self._deferred = waiting
+        return Plan(tuple(kept), plan.statuses, (*plan.held, *held)), tuple(held)
+
+    async def execute(self, plan: Plan) -> tuple[ActionResult, ...]:
+        if self.stopping():
+            if plan.actions:
+                log.info("reconcile.not_acting", reason="stopping", actions=len(plan.actions))
+            return ()
+        gated, _held = self.gate(plan, self.now())
+        if not gated.actions:
+            return ()
+        return await super().execute(gated)
