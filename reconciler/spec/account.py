@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from reconciler.spec.base import SpecModel, error_at, reraise
+from reconciler.spec.base import Rejects, SpecModel, error_at, reraise
 from reconciler.spec.secrets import Secret
 
 _GUID: Final = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -61,6 +61,9 @@ def resource_group_problem(value: str) -> str | None:
             "and does not end with '.'"
         )
     return None
+
+
+ResourceGroupName = Annotated[str, Rejects("resource_group", resource_group_problem)]
 
 
 def is_local_host(host: str | None) -> bool:
@@ -247,7 +250,7 @@ class Account(SpecModel):
     batch_url: str
     """The account endpoint, e.g. https://prodbatch.japaneast.batch.azure.com."""
     subscription_id: Guid | None = None
-    resource_group: str | None = None
+    resource_group: ResourceGroupName | None = None
     account_name: str | None = None
     """The Batch account's name in ARM; with subscription_id and resource_group, needed by identity pools."""
     auth: Auth | None = None
@@ -261,14 +264,6 @@ class Account(SpecModel):
         if problem:
             raise PydanticCustomError("batch_url", problem)
         return value.rstrip("/")
-
-    @field_validator("resource_group")
-    @classmethod
-    def _resource_group(cls, value: str | None) -> str | None:
-        problem = resource_group_problem(value) if value is not None else None
-        if problem:
-            raise PydanticCustomError("resource_group", problem)
-        return value
 
     @field_validator("account_name")
     @classmethod

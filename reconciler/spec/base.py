@@ -7,7 +7,7 @@ because a validated spec is a value that is hashed, diffed and shared between ta
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError
@@ -96,7 +96,49 @@ class CaseInsensitive:
         return core_schema.no_info_before_validator_function(normalise, handler(source))
 
 
-class ArmId:
+class Check:
+    """Base of the annotations that check a value once it has its type, in the house style of messages.
+
+    Subclasses say what is wrong in `check` and what the JSON Schema (for editors) should add.
+    """
+
+    def check(self, value: Any) -> Any:
+        raise NotImplementedError
+
+    def schema_extra(self) -> dict[str, Any]:
+        return {}
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema.update(self.schema_extra())
+        return json_schema
+
+
+class Rejects(Check):
+    """Marks a value checked by a function that says why it is wrong, or None.
+
+    The function stays callable on its own, so a rule that applies in several places is written once.
+    """
+
+    def __init__(self, kind: str, problem: Callable[[Any], str | None]) -> None:
+        self.kind = kind
+        self.problem = problem
+
+    def check(self, value: Any) -> Any:
+        message = self.problem(value)
+        if message:
+            raise PydanticCustomError(self.kind, message)
+        return value
+
+
+class ArmId(Check):
     """Marks a `str` as the ARM resource id of `what`, in one of the given forms.
 
     Templates use `<name>` for one path segment; ARM compares ids case-insensitively, so does this.
@@ -118,11 +160,6 @@ class ArmId:
             )
         return value
 
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(self.check, handler(source))
-
     def __get_pydantic_json_schema__(
         self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
@@ -143,7 +180,7 @@ def _template_regex(template: str, *, fold: bool) -> str:
     return "(?:" + "".join(parts) + ")"
 
 
-class Between:
+class Between(Check):
     """Marks an `int` as bounded, with a message in the house style (`must be at least 1 (got 0)`)."""
 
     def __init__(self, minimum: int | None = None, maximum: int | None = None) -> None:
@@ -162,39 +199,18 @@ class Between:
             raise PydanticCustomError("out_of_range", message, {"got": value})
         return value
 
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(self.check, handler(source))
-
-    def __get_pydantic_json_schema__(
-        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        json_schema = handler(schema)
-        if self.minimum is not None:
-            json_schema["minimum"] = self.minimum
-        if self.maximum is not None:
-            json_schema["maximum"] = self.maximum
-        return json_schema
+    def schema_extra(self) -> dict[str, Any]:
+        bounds = {"minimum": self.minimum, "maximum": self.maximum}
+        return {key: bound for key, bound in bounds.items() if bound is not None}
 
 
-class NotBlank:
+class NotBlank(Check):
     """Marks a `str` that must hold something other than whitespace."""
 
-    @staticmethod
-    def check(value: str) -> str:
+    def check(self, value: str) -> str:
         if not value.strip():
             raise PydanticCustomError("blank", "must not be empty", {})
         return value
 
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(self.check, handler(source))
-
-    def __get_pydantic_json_schema__(
-        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        json_schema = handler(schema)
-        json_schema["minLength"] = 1
-        return json_schema
+    def schema_extra(self) -> dict[str, Any]:
+        return {"minLength": 1}

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from reconciler.spec.account import Guid, resource_group_problem
+from reconciler.spec.account import Guid, ResourceGroupName
 from reconciler.spec.base import Between, CaseInsensitive, ExclusiveKeys, SpecModel, error_at
 from reconciler.spec.durations import Duration, describe
 
@@ -266,8 +266,8 @@ class Cluster(SpecModel):
     location: Annotated[str, _required("cloudprovider.azure.location")] = _required_field(
         "Azure region, e.g. japaneast."
     )
-    resource_group: Annotated[str, _required("cloudprovider.azure.resource_group")] = _required_field(
-        "Resource group the VMs, NICs, public IPs and disks are created in."
+    resource_group: Annotated[ResourceGroupName, _required("cloudprovider.azure.resource_group")] = (
+        _required_field("Resource group the VMs, NICs, public IPs and disks are created in.")
     )
     subscription_id: Guid | None = None
     """Leave out to use azure.subscription_id."""
@@ -327,14 +327,6 @@ class Cluster(SpecModel):
                 raise PydanticCustomError(
                     "location", "must be an Azure region name like japaneast (az account list-locations)"
                 )
-        return value
-
-    @field_validator("resource_group")
-    @classmethod
-    def _resource_group(cls, value: str) -> str:
-        problem = resource_group_problem(value)
-        if problem:
-            raise PydanticCustomError("resource_group", problem)
         return value
 
     @field_validator("docker_image", "worker_class")

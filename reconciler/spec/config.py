@@ -13,7 +13,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import ValidationError, ValidatorFunctionWrapHandler, field_validator, model_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
 
@@ -22,6 +21,7 @@ from reconciler.spec.base import Between, CaseInsensitive, SpecModel, error_at, 
 from reconciler.spec.cluster import Cluster, validate_cluster_name
 from reconciler.spec.durations import Duration, describe
 from reconciler.spec.pool import Pool, validate_pool_id
+from reconciler.spec.pool_refresh import CronExpression
 from reconciler.spec.secrets import Secret
 
 _ACCOUNT_NAME: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62})")
@@ -73,30 +73,11 @@ class Defaults(SpecModel):
     pool: dict[str, Any] = {}
 
 
-def _cron_problem(expression: str) -> str | None:
-    fields = expression.split()
-    if len(fields) != 5:
-        return "must be a cron expression of 5 fields: minute hour day month day-of-week (e.g. 0 2 * * *)"
-    try:
-        CronTrigger.from_crontab(expression, timezone="UTC")
-    except ValueError as exc:
-        return f"is not a valid cron expression: {exc}"
-    return None
-
-
 class RefreshWindow(SpecModel):
     """A time span in which pool refreshes may start, opening at each match of `start` (UTC)."""
 
-    start: str
+    start: CronExpression
     duration: Duration
-
-    @field_validator("start")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        problem = _cron_problem(value)
-        if problem:
-            raise PydanticCustomError("cron", problem)
-        return value
 
     @field_validator("duration")
     @classmethod

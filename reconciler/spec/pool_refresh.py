@@ -13,9 +13,27 @@ from apscheduler.triggers.cron import CronTrigger
 from pydantic import field_validator
 from pydantic_core import PydanticCustomError
 
-from reconciler.spec.base import CaseInsensitive, SpecModel
+from reconciler.spec.base import CaseInsensitive, Rejects, SpecModel
 from reconciler.spec.durations import Duration
 from reconciler.spec.pool_types import NodeDeallocationOption
+
+
+def cron_problem(expression: str) -> str | None:
+    """Why APScheduler would not run on `expression` (a 5-field crontab line), or None."""
+    if len(expression.split()) != 5:
+        return (
+            "must be a cron expression of 5 fields: minute hour day month day-of-week, e.g. 0 2 * * * "
+            f"(got {expression!r})"
+        )
+    try:
+        CronTrigger.from_crontab(expression, timezone="UTC")
+    except ValueError as exc:
+        return f"is not a valid cron expression: {exc}"
+    return None
+
+
+CronExpression = Annotated[str, Rejects("cron", cron_problem)]
+"""A 5-field crontab line (minute hour day month day-of-week), read in UTC unless told otherwise."""
 
 OnDrainTimeout = Annotated[Literal["wait", "requeue", "abort"], CaseInsensitive()]
 RefreshStrategy = Annotated[Literal["recreate", "patch-when-empty"], CaseInsensitive()]
@@ -24,7 +42,7 @@ RefreshStrategy = Annotated[Literal["recreate", "patch-when-empty"], CaseInsensi
 class RefreshPolicy(SpecModel):
     """When a pool is rebuilt from scratch, and how its running work is treated meanwhile."""
 
-    schedule: str | None = None
+    schedule: CronExpression | None = None
     """A 5-field cron expression (minute hour day month weekday), e.g. `0 2 * * *`; none means
     the pool is refreshed only on request."""
 
@@ -64,21 +82,6 @@ class RefreshPolicy(SpecModel):
                 {"got": repr(name)},
             ) from None
         return name
-
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, expression: str | None) -> str | None:
-        if expression is None:
-            return None
-        try:
-            CronTrigger.from_crontab(expression, timezone="UTC")
-        except ValueError as exc:
-            raise PydanticCustomError(
-                "cron",
-                "must be a 5-field cron expression like '0 2 * * *' (got {got}: {reason})",
-                {"got": repr(expression), "reason": str(exc)},
-            ) from None
-        return expression
 
     def trigger(self) -> CronTrigger | None:
         """The APScheduler trigger of the schedule, or None when refreshes are on request only."""

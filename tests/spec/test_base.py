@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import pytest
 from pydantic import ValidationError, model_validator
 from pydantic_core import ErrorDetails
 
-from reconciler.spec.base import SpecModel, error_at, reraise
+from reconciler.spec.base import Rejects, SpecModel, error_at, reraise
 
 
 class _Pair(SpecModel):
@@ -43,3 +45,20 @@ def _custom() -> list[ErrorDetails]:
     with pytest.raises(ValidationError) as caught:
         _Pair(low=3, high=1)
     return list(caught.value.errors())
+
+
+def _not_lower(value: str) -> str | None:
+    return None if value == value.lower() else "must be lower case"
+
+
+class _Named(SpecModel):
+    name: Annotated[str, Rejects("name_case", _not_lower)] | None = None
+
+
+def test_rejects_reports_the_functions_reason_under_its_kind() -> None:
+    assert _Named(name="batch").name == "batch"
+    assert _Named().name is None
+    with pytest.raises(ValidationError) as caught:
+        _Named(name="Batch")
+    [error] = caught.value.errors()
+    assert (error["loc"], error["type"], error["msg"]) == (("name",), "name_case", "must be lower case")

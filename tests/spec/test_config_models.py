@@ -196,7 +196,7 @@ def test_refresh_windows_take_a_cron_start_and_a_duration() -> None:
     found = errors({"schedule": {"refresh_windows": [{"start": "0 2 * *", "duration": "1h"}]}})
     assert found == {
         "schedule.refresh_windows.0.start": "must be a cron expression of 5 fields: minute hour day month "
-        "day-of-week (e.g. 0 2 * * *)"
+        "day-of-week, e.g. 0 2 * * * (got '0 2 * *')"
     }
     found = errors({"schedule": {"refresh_windows": [{"start": "0 25 * * *", "duration": "1h"}]}})
     assert found["schedule.refresh_windows.0.start"].startswith("is not a valid cron expression")
@@ -712,3 +712,10 @@ def test_any_document_gives_a_config_or_a_validation_error(data: dict[str, Any])
         assert errors_found
     else:
         assert all(isinstance(p, Problem) for p in cross_check(config))
+
+
+@pytest.mark.parametrize("bad", ["0 2 * *", "0 25 * * *", "every night"])
+def test_refresh_windows_and_pool_schedules_judge_cron_alike(bad: str) -> None:
+    window = errors({"schedule": {"refresh_windows": [{"start": bad, "duration": "1h"}]}})
+    pool = errors({"pools": {"p1": {"refresh": {"schedule": bad}}}})
+    assert window["schedule.refresh_windows.0.start"] == pool["pools.p1.refresh.schedule"]
