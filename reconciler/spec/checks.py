@@ -177,15 +177,14 @@ def _network_in_subscription(name: str, cluster: Cluster, subscription: str) -> 
 
 
 def _metrics_pairs(config: Config) -> Iterator[Problem]:
-    basic = config.metrics.basic_auth
-    if basic is not None:
-        if basic.username is None:
-            yield Problem(("metrics", "basic_auth", "username"), "required with basic_auth.password")
-        if basic.password is None:
-            yield Problem(("metrics", "basic_auth", "password"), "required with basic_auth.username")
-    tls = config.metrics.tls
-    if tls is not None:
-        if tls.cert_file is None:
-            yield Problem(("metrics", "tls", "cert_file"), "required with tls.key_file")
-        if tls.key_file is None:
-            yield Problem(("metrics", "tls", "key_file"), "required with tls.cert_file")
+    yield from _both(("metrics", "basic_auth"), config.metrics.basic_auth, "username", "password")
+    yield from _both(("metrics", "tls"), config.metrics.tls, "cert_file", "key_file")
+
+
+def _both(path: tuple[str, ...], section: BaseModel | None, first: str, second: str) -> Iterator[Problem]:
+    """Two keys that only work together: a section that has one needs the other."""
+    if section is None:
+        return
+    for key, other in ((first, second), (second, first)):
+        if getattr(section, key) is None:
+            yield Problem((*path, key), f"required with {path[-1]}.{other}")

@@ -17,6 +17,7 @@ from reconciler.spec.pool_types import (
     LoginMode,
     NodeFillType,
     UpgradeMode,
+    require_one_of,
 )
 from reconciler.spec.pool_vm import IdentityReference
 
@@ -97,13 +98,7 @@ class AzureBlobFileSystemConfiguration(ApiModel):
 
     @model_validator(mode="after")
     def _one_credential(self) -> Self:
-        given = [k for k in ("account_key", "sas_key", "identity_reference") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise PydanticCustomError(
-                "blob_credentials",
-                "needs exactly one of account_key, sas_key, identity_reference (got {got})",
-                {"got": ", ".join(given) or "none"},
-            )
+        require_one_of("blob_credentials", self, ("account_key", "sas_key", "identity_reference"))
         return self
 
 
@@ -139,14 +134,7 @@ class MountConfiguration(ApiModel):
 
     @model_validator(mode="after")
     def _one_kind(self) -> Self:
-        given = [name for name in type(self).model_fields if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise PydanticCustomError(
-                "mount_kind",
-                "needs exactly one of azure_blob_file_system_configuration, nfs_mount_configuration, "
-                "cifs_mount_configuration, azure_file_share_configuration (got {got})",
-                {"got": ", ".join(given) or "none"},
-            )
+        require_one_of("mount_kind", self, list(type(self).model_fields))
         return self
 
     @property

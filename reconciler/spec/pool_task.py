@@ -16,6 +16,7 @@ from reconciler.spec.pool_types import (
     ContainerHostDataPath,
     ContainerWorkingDirectory,
     ElevationLevel,
+    require_one_of,
     require_unique,
 )
 from reconciler.spec.pool_vm import ContainerRegistry, IdentityReference
@@ -67,18 +68,9 @@ class ResourceFile(ApiModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
-        sources = [
-            k
-            for k in ("auto_storage_container_name", "storage_container_url", "http_url")
-            if getattr(self, k) is not None
-        ]
-        if len(sources) != 1:
-            raise PydanticCustomError(
-                "resource_file_source",
-                "needs exactly one of auto_storage_container_name, storage_container_url, http_url "
-                "(got {got})",
-                {"got": ", ".join(sources) or "none"},
-            )
+        require_one_of(
+            "resource_file_source", self, ("auto_storage_container_name", "storage_container_url", "http_url")
+        )
         if self.http_url is not None and self.file_path is None:
             raise PydanticCustomError("resource_file_path", "file_path is required with http_url", {})
         return self
@@ -103,8 +95,7 @@ class UserIdentity(ApiModel):
 
     @model_validator(mode="after")
     def _one_identity(self) -> Self:
-        if (self.username is None) == (self.auto_user is None):
-            raise PydanticCustomError("user_identity", "needs exactly one of username or auto_user", {})
+        require_one_of("user_identity", self, ("username", "auto_user"))
         return self
 
 

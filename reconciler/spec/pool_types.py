@@ -6,10 +6,10 @@ Enum values are the spellings of BatchService.json (API 2025-06-01.21.0); input 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from typing import Annotated, Literal
 
-from pydantic import AliasGenerator, ConfigDict, PlainSerializer, SerializationInfo
+from pydantic import AliasGenerator, BaseModel, ConfigDict, PlainSerializer, SerializationInfo
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -118,6 +118,17 @@ InVmAccessControlProfileId = Annotated[
         _RG + "/Microsoft.Compute/galleries/<gallery>/inVMAccessControlProfiles/<profile>/versions/<version>",
     ),
 ]
+
+
+def require_one_of(kind: str, model: BaseModel, names: Sequence[str]) -> None:
+    """Raise a user-facing error unless exactly one of `names` is set on `model`."""
+    given = [name for name in names if getattr(model, name) is not None]
+    if len(given) != 1:
+        raise PydanticCustomError(
+            kind,
+            "needs exactly one of {names} (got {got})",
+            {"names": ", ".join(names), "got": ", ".join(given) or "none"},
+        )
 
 
 def require_unique(what: str, values: Iterable[Hashable]) -> None:

@@ -577,7 +577,7 @@ def test_user_identity_is_a_name_or_an_auto_user() -> None:
     task = {"command_line": "true", "user_identity": {"username": "u", "auto_user": {"scope": "pool"}}}
     assert only_problem(base(start_task=task)) == (
         ("start_task", "user_identity"),
-        "needs exactly one of username or auto_user",
+        "needs exactly one of username, auto_user (got username, auto_user)",
     )
 
 
