@@ -143,6 +143,8 @@ def next_refresh_step(
             return RefreshStep.wait_allocated
         if desired.enable_auto_scale and not observed.enable_auto_scale:
             return RefreshStep.enable_autoscale
+        if observed.enable_auto_scale and not desired.enable_auto_scale:
+            return RefreshStep.disable_autoscale
         if _fixed_size_differs(observed, desired):
             return RefreshStep.resize
         return RefreshStep.done

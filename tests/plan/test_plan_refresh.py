@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import pytest
@@ -151,6 +151,13 @@ TABLE: list[Row] = [
         "recreate",
         RefreshStep.done,
     ),
+    (
+        "built, fixed spec, autoscale left on",
+        lambda: new_pool(enable_auto_scale=True),
+        NEW,
+        "recreate",
+        RefreshStep.disable_autoscale,
+    ),
     # prune: desired None
     ("prune, nodes up", old_pool, None, "recreate", RefreshStep.drain),
     ("prune, steady at zero", lambda: drained(old_pool()), None, PWE, RefreshStep.delete),
@@ -257,3 +264,64 @@ def test_every_step_has_a_phase() -> None:
     assert phase(RefreshStep.create) == "creating"
     assert phase(RefreshStep.wait_allocated) == "allocating"
     assert phase(RefreshStep.wait_deleted) == "deleting"
+
+
+GRID = list(
+    itertools.product(
+        ("active", "deleting"),
+        ("steady", "resizing", "stopping"),
+        (False, True),  # autoscale on
+        (0, 2),  # nodes present
+        (0, 2),  # dedicated target
+        (False, True),  # built from NEW (else OLD)
+        (None, REQUESTED),  # refresh requested
+        ("recreate", PWE),
+    )
+)
+
+
+@pytest.mark.parametrize(
+    ("state", "allocation", "autoscale", "count", "target", "built", "requested", "strategy"), GRID
+)
+def test_no_step_is_unsafe_in_any_observed_combination(
+    state: str,
+    allocation: str,
+    autoscale: bool,
+    count: int,
+    target: int,
+    built: bool,
+    requested: object,
+    strategy: RefreshStrategy,
+) -> None:
+    base = new_pool() if built else old_pool()
+    view = with_view(base, target_dedicated_nodes=target or None)
+    observed = replace(
+        view,
+        state=state,
+        allocation_state=allocation,
+        enable_auto_scale=autoscale,
+        target_dedicated_nodes=target,
+        current_dedicated_nodes=count,
+        dedicated_nodes=nodes(idle=count) if count else nodes(),
+    )
+    requested_at = cast("datetime | None", requested)
+    step = next_refresh_step(observed, NEW, requested_at=requested_at, strategy=strategy)
+    assert step != RefreshStep.create
+    if state == "deleting":
+        assert step == RefreshStep.wait_deleted
+        return
+    if step in (RefreshStep.delete, RefreshStep.patch_empty):
+        assert (allocation, autoscale, count, target) == ("steady", False, 0, 0)
+    if step == RefreshStep.delete:
+        assert strategy == "recreate"
+    if step == RefreshStep.drain:
+        assert allocation == "steady"
+        assert not autoscale
+    if step in (RefreshStep.resize, RefreshStep.enable_autoscale):
+        assert allocation == "steady"
+    if step == RefreshStep.done:
+        assert built
+        assert allocation == "steady"
+        assert not autoscale
+        assert target == 2
+        assert requested_at is None or observed.creation_time > requested_at  # type: ignore[operator]
