@@ -151,6 +151,13 @@ class Emulator:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
 
+    @property
+    def operations(self) -> frozenset[str]:
+        """Every route name a fault rule or a counter query can name (`batch.Pools_GetPool`)."""
+        if self._server is None:
+            raise RuntimeError("the emulator is not running")
+        return self._server.operations
+
     async def save_state(self) -> None:
         if self.state_file is None:
             raise RuntimeError("this emulator has no state_file")

@@ -2,7 +2,7 @@
 that let each part persist its state and be counted and faulted the same way.
 
 Conventions every part follows:
-- Every aiohttp route is added with `name="<service>.<Operation>"` (`batch.Pool_Resize`,
+- Every aiohttp route is added with `name="<service>.<Operation>"` (`batch.Pools_ResizePool`,
   `arm.VirtualMachines_CreateOrUpdate`, `identity.Token`): the request counters and the fault injector key
   on that name, so a new route is counted and faultable with no extra code.
 - State lives in plain data that `dump()` turns into JSON-able dicts; a part registers a `StatePart` so
@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from aiohttp import web
+
 from reconciler.emulator.clock import SimClock
 
 # Fixed, documented and emulator-only, like Azurite's well-known key: example configs may carry it.
@@ -28,6 +30,8 @@ DEFAULT_CLIENT_ID = "00000000-0000-4000-8000-0000000000c1"
 DEFAULT_CLIENT_SECRET = "emulator-client-secret"  # noqa: S105 - emulator-only, documented
 DEFAULT_RESOURCE_GROUP = "rg-emulator"
 DEFAULT_LOCATION = "japaneast"
+# The pipeline middleware mints one id per request; headers and error bodies of every part carry that one.
+REQUEST_ID = web.RequestKey("request_id", str)
 
 
 class StatePart(Protocol):

@@ -22,6 +22,7 @@ from aiohttp.typedefs import Middleware
 from reconciler.emulator.admin import add_admin_routes
 from reconciler.emulator.arm import ArmService
 from reconciler.emulator.batch import BatchService, add_batch_admin_routes, add_batch_routes
+from reconciler.emulator.context import REQUEST_ID as REQUEST_ID
 from reconciler.emulator.context import EmulatorContext
 from reconciler.emulator.counters import RESET_STATUS, RequestCounters, account_of, caller_of
 from reconciler.emulator.faults import FaultInjector, error_response
@@ -32,7 +33,6 @@ log = logging.getLogger("reconciler.emulator")
 
 BATCH_AUDIENCE = "https://batch.core.windows.net/"
 CLIENT_MAX_SIZE = 16 * 1024 * 1024
-REQUEST_ID = web.RequestKey("request_id", str)  # for error bodies the parts render themselves
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -200,6 +200,11 @@ class EmulatorServer:
         self._runners: list[web.AppRunner] = []
         self.port = 0
         self.arm_port = 0
+
+    @property
+    def operations(self) -> frozenset[str]:
+        apps = (self.http_app, self.https_app)
+        return frozenset(str(route.name) for app in apps for route in app.router.routes() if route.name)
 
     @staticmethod
     def _app(middleware: Middleware) -> web.Application:

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import ssl
 import uuid
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 from azure.batch.aio import BatchClient
 from azure.core.credentials import AzureNamedKeyCredential
-from azure.core.exceptions import HttpResponseError, ServiceRequestError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError
 from azure.core.rest import HttpRequest
 
+import reconciler.emulator
 from reconciler.emulator import Emulator, ThreadedEmulator
 from reconciler.emulator.server import pipeline_middleware
+
+# `batch.Pools_GetPool`: a part, a dot and an operation id with its underscore.
+ROUTE_NAME = re.compile(r"\b(?:batch|arm|identity|emulator)\.[A-Z][A-Za-z]*_[A-Z][A-Za-z]*\b")
 
 
 async def test_both_listeners_start_on_ephemeral_ports(emulator: Emulator) -> None:
@@ -165,3 +172,25 @@ async def test_a_busy_port_fails_start_and_cleans_up(emulator: Emulator) -> None
         await third.start()
     async with Emulator(port=free) as fourth:  # so the HTTP listener was released
         assert fourth.port == free
+
+
+async def test_batch_error_bodies_name_the_request_id_of_the_headers(batch_client: Any) -> None:
+    with pytest.raises(ResourceNotFoundError) as raised:
+        await batch_client.get_pool("no-such-pool")
+    response = raised.value.response
+    assert response is not None
+    request_id = response.headers["request-id"]
+    assert response.headers["x-ms-request-id"] == request_id
+    lines = response.json()["message"]["value"].splitlines()
+    assert f"RequestId:{request_id}" in lines
+
+
+def test_route_names_in_the_emulator_sources_are_real_routes(emulator: Emulator) -> None:
+    served = emulator.operations
+    mentioned = {
+        (path.name, name)
+        for path in Path(reconciler.emulator.__file__).parent.rglob("*.py")
+        for name in ROUTE_NAME.findall(path.read_text())
+    }
+    assert mentioned, "the pattern no longer finds the route names the sources mention"
+    assert sorted((file, name) for file, name in mentioned if name not in served) == []

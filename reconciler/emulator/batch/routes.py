@@ -24,6 +24,7 @@ from reconciler.emulator.batch.paging import Page, next_link
 from reconciler.emulator.batch.pools import Pool
 from reconciler.emulator.batch.service import BatchService
 from reconciler.emulator.batch.timefmt import iso, parse_http_date, rfc1123
+from reconciler.emulator.context import REQUEST_ID
 
 BearerVerifier = Callable[[str], bool | Awaitable[bool]]
 Handler = Callable[[web.Request, "Call"], Awaitable[web.StreamResponse]]
@@ -187,7 +188,7 @@ def _wrap(
     service: BatchService, handler: Handler, verify_bearer: BearerVerifier | None
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def run(request: web.Request) -> web.StreamResponse:
-        request_id = str(uuid.uuid4())
+        request_id = request.get(REQUEST_ID) or str(uuid.uuid4())
         call = Call(service, request, request_id)
         try:
             await _authenticate(call, verify_bearer)
