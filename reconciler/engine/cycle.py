@@ -128,6 +128,14 @@ def patch_properties(pool_id: str, desired: Pool, fields: set[str]) -> dict[str,
     return out
 
 
+class _Ended(Exception):
+    """Ends the cycle from deep inside it with a finished result."""
+
+    def __init__(self, result: CycleResult) -> None:
+        super().__init__(result.detail)
+        self.result = result
+
+
 @dataclass
 class _Phase:
     name: str
@@ -226,8 +234,10 @@ class CycleRunner:
         """Carry the cycle out; `observed` (with `fresh=True`) saves the first GET."""
         try:
             if not fresh:
-                observed = await self._get()
+                observed = await self._observe()
             return await self._loop(observed)
+        except _Ended as ended:
+            return ended.result
         except OperationFailed as failed:
             return self._finish(Outcome.FAILED, str(failed), None)
         except DeadlineExceeded as exceeded:
@@ -239,7 +249,6 @@ class CycleRunner:
             self._enter(step)
             if step is RefreshStep.done:
                 return self._done(observed)
-            assert self.current is not None
             if step in WAIT_STEPS:
                 outcome = await self._wait(step)
                 if isinstance(outcome, CycleResult):
@@ -247,15 +256,15 @@ class CycleRunner:
                 observed = outcome
                 continue
             try:
-                result = await self._act(step, observed)
+                await self._act(step, observed)
             except OperationFailed as failed:
-                result = await self._call_failed(step, failed)
-            if isinstance(result, CycleResult):
-                return result
-            follows = _FOLLOWS.get(step) if result is None and self.call_failures == 0 else None
+                await self._call_failed(step.value, failed)
+                observed = await self._observe()
+                continue
+            follows = _FOLLOWS.get(step)
             if follows is None:
                 await self.sleep(self.pacing.floor)
-                observed = await self._get()
+                observed = await self._observe()
                 continue
             # The wait that usually follows starts now; its first poll is the post-call observation.
             self._enter(follows)
@@ -263,6 +272,19 @@ class CycleRunner:
             if isinstance(outcome, CycleResult):
                 return outcome
             observed = outcome
+
+    async def _observe(self) -> ObservedPool | None:
+        """A GET; after throttling or a transient failure, observed again as the next poll would be."""
+        while True:
+            try:
+                observed = await self._get()
+            except OperationFailed as failed:
+                if failed.kind not in (ErrorKind.THROTTLED, ErrorKind.TRANSIENT):
+                    raise
+                await self._call_failed("get", failed)
+                continue
+            self.call_failures = 0
+            return observed
 
     async def _wait(self, step: RefreshStep) -> ObservedPool | CycleResult | None:
         assert self.current is not None
@@ -283,19 +305,16 @@ class CycleRunner:
         except DeadlineExceeded as exceeded:
             last = exceeded.last if isinstance(exceeded.last, ObservedPool) else None
             if self.current.name == "draining":
-                return await self._drain_timed_out(last, exceeded)
+                return await self._drain_timed_out(last)
             return self._finish(Outcome.TIMED_OUT, str(exceeded), last)
 
-    async def _drain_timed_out(
-        self, last: ObservedPool | None, exceeded: DeadlineExceeded
-    ) -> ObservedPool | CycleResult | None:
+    async def _drain_timed_out(self, last: ObservedPool | None) -> ObservedPool | CycleResult | None:
         policy = self.policy.on_drain_timeout
-        self.log.warning("pool.refresh.drain_timeout", on_drain_timeout=policy, waited=round(exceeded.waited))
+        drained_for = self._drained_for()
+        self.log.warning("pool.refresh.drain_timeout", on_drain_timeout=policy, waited=round(drained_for))
         self._emit(CycleEvent("timeout", self.account, self.pool_id, "draining", detail=policy))
         if policy == "wait":
-            detail = (
-                f"drain not finished after {exceeded.waited:.0f}s; still draining (on_drain_timeout: wait)"
-            )
+            detail = f"drain not finished after {drained_for:.0f}s; still draining (on_drain_timeout: wait)"
             return self._finish(Outcome.WAITING, detail, last)
         await self._mutate("stop_resize", operations.stop_resize(self.clients, self.account, self.pool_id))
         if policy == "requeue":
@@ -306,9 +325,14 @@ class CycleRunner:
         observed = await self._settled()
         if self.desired is not None and self.desired.enable_auto_scale and observed is not None:
             await self._enable_autoscale(self.desired)
-            observed = await self._get()
-        detail = f"drain not finished after {exceeded.waited:.0f}s; refresh aborted, pool left as it is"
+            observed = await self._observe()
+        detail = f"drain not finished after {drained_for:.0f}s; refresh aborted, pool left as it is"
         return self._finish(Outcome.ABORTED, detail, observed)
+
+    def _drained_for(self) -> float:
+        """Seconds of the drain so far, as the spec counts them (simulated under a time scale)."""
+        started = self.current.started if self.current is not None else self.started
+        return (self.clock() - started) * self.pacing.time_scale
 
     async def _settled(self) -> ObservedPool | None:
         """After a stop-resize: the pool once its allocation state is steady again."""
@@ -336,13 +360,14 @@ class CycleRunner:
     def _phase_name(self) -> str:
         return self.current.name if self.current is not None else ""
 
-    async def _act(self, step: RefreshStep, observed: ObservedPool | None) -> CycleResult | None:
+    async def _act(self, step: RefreshStep, observed: ObservedPool | None) -> None:
         desired = self.desired
         ops, clients, account, pool_id = operations, self.clients, self.account, self.pool_id
         if step is RefreshStep.disable_autoscale:
             await self._mutate(step.value, ops.disable_autoscale(clients, account, pool_id))
         elif step is RefreshStep.drain:
-            timeout = max(self._deadline("draining") * self.pacing.time_scale, 300.0)
+            # Outlive our own drain deadline, so that `on_drain_timeout` decides, not the service.
+            timeout = max(self.policy.drain_timeout.total_seconds() * 1.25, 600.0)
             await self._mutate(
                 step.value,
                 ops.resize_pool(
@@ -402,7 +427,6 @@ class CycleRunner:
                 ),
             )
         self.call_failures = 0
-        return None
 
     async def _enable_autoscale(self, desired: Pool) -> None:
         formula = desired.auto_scale_formula or ""
@@ -413,27 +437,28 @@ class CycleRunner:
             ),
         )
 
-    async def _call_failed(self, step: RefreshStep, failed: OperationFailed) -> CycleResult | None:
-        """States and throttling are waited out by observing again; quota degrades; the rest fails."""
-        self.log.warning(
-            "pool.refresh.call_failed", step=step.value, error=str(failed), kind=failed.kind.value
-        )
+    async def _call_failed(self, call: str, failed: OperationFailed) -> None:
+        """States and throttling are waited out (the caller observes again); anything else ends the cycle.
+
+        Raises `_Ended`: degraded on quota, failed on an error no waiting cures or after too many in a
+        row, timed out when the phase's deadline has passed.
+        """
+        self.log.warning("pool.refresh.call_failed", call=call, error=str(failed), kind=failed.kind.value)
         if failed.kind is ErrorKind.QUOTA:
-            return self._finish(Outcome.DEGRADED, str(failed), None)
+            raise _Ended(self._finish(Outcome.DEGRADED, str(failed), None))
         if failed.code == "PoolExists":
-            return self._finish(Outcome.FAILED, f"{failed}; it was not built from this spec", None)
+            raise _Ended(self._finish(Outcome.FAILED, f"{failed}; it was not built from this spec", None))
         self.call_failures += 1
         waitable = failed.kind in (ErrorKind.STATE, ErrorKind.THROTTLED, ErrorKind.TRANSIENT)
         if not waitable or self.call_failures > _MAX_CALL_FAILURES:
-            return self._finish(Outcome.FAILED, str(failed), None)
-        assert self.current is not None
-        if self.clock() >= self.current.end:
-            return self._finish(Outcome.TIMED_OUT, f"{self.current.name}: {failed}", None)
+            raise _Ended(self._finish(Outcome.FAILED, str(failed), None))
+        end = self.current.end if self.current is not None else self.started + self._deadline("")
+        if self.clock() >= end:
+            raise _Ended(self._finish(Outcome.TIMED_OUT, f"{self._phase_name()}: {failed}", None))
         pause = self.pacing.floor * 2 ** (self.call_failures - 1)
         if failed.error.retry_after is not None:
             pause = max(pause, failed.error.retry_after)
-        await self.sleep(min(pause, max(self.current.end - self.clock(), 0.0)))
-        return None
+        await self.sleep(min(pause, max(end - self.clock(), 0.0)))
 
     # --- ending ----------------------------------------------------------------------------------
 

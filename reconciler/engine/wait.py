@@ -54,11 +54,11 @@ class Pacing:
     exactly as it would against Azure, only N times sooner.
     """
 
-    min_interval: float = 5.0
+    min_interval: float = 15.0
     """The first poll of a phase, and the floor of every later one."""
-    max_interval: float = 300.0
+    max_interval: float = 900.0
     """The ceiling of any poll interval, however long the phase's deadline."""
-    cap_fraction: float = 0.05
+    cap_fraction: float = 0.1
     """The poll interval's ceiling as a fraction of the phase's deadline."""
     time_scale: float = 1.0
 

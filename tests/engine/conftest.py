@@ -68,7 +68,7 @@ class World:
         return AzureClients(self.config(), caller=CALLER, client_options={"retry_total": 0})
 
     def engine(self, clients: AzureClients, **limits: int) -> Engine:
-        pacing = Pacing(min_interval=10.0, time_scale=SCALE)
+        pacing = Pacing(time_scale=SCALE)
         return Engine(clients, limits=Limits(**limits), pacing=pacing, observers=[self.events.append])
 
     def sim_pool(self, pool_id: str) -> Any:

@@ -1,0 +1,126 @@
+"""Whole passes (observe → plan → act) against the emulator: isolation, backoff, faults, pruning, pacing."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from conftest import ACCOUNT, SCALE, World, pool_spec  # type: ignore[import-not-found]
+
+from reconciler.azure import operations
+from reconciler.engine.cycle import CycleEvent, Outcome
+from reconciler.engine.reconcile import reconcile_once
+from reconciler.plan.actions import ActionKind
+
+
+async def test_a_failing_action_is_reported_and_the_others_finish(world: World) -> None:
+    world.pools = {name: pool_spec(target_dedicated_nodes=1) for name in ("p1", "p2", "p3")}
+    world.emu.batch.set_quotas(ACCOUNT, pools=2)
+    async with world.clients() as clients:
+        result = await reconcile_once(world.config(), clients, engine=world.engine(clients))
+    outcomes = sorted(r.outcome.value for r in result.results)
+    assert outcomes == ["degraded", "done", "done"]
+    (failed,) = result.failures
+    assert "PoolQuotaReached" in failed.detail
+    assert not result.ok
+
+
+async def test_quota_degrades_backs_off_and_never_recreates(world: World) -> None:
+    world.pools = {"q": pool_spec(target_dedicated_nodes=4)}
+    world.emu.batch.set_quotas(ACCOUNT, dedicated_cores=4)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    clock = [now]
+    async with world.clients() as clients:
+        engine = world.engine(clients)
+        engine.now = lambda: clock[0]
+        first = await reconcile_once(world.config(), clients, engine=engine, now=now)
+        created = world.sim_pool("q").created
+        assert [r.outcome for r in first.results] == [Outcome.DEGRADED]
+        assert engine.backoff.get(ACCOUNT, "q") is not None
+
+        world.emu.counters.reset()
+        held = await reconcile_once(world.config(), clients, engine=engine, now=now + timedelta(seconds=30))
+        assert held.results == ()
+        assert [h.action.kind for h in held.plan.held] == [ActionKind.resize]
+        assert "backing off" in held.plan.held[0].reason
+        assert world.emu.counters.total("batch.*") == 2
+
+        later = clock[0] = now + timedelta(hours=2)
+        retried = await reconcile_once(world.config(), clients, engine=engine, now=later)
+        assert [r.action.kind for r in retried.results] == [ActionKind.resize]
+        assert retried.results[0].outcome is Outcome.DEGRADED
+        assert engine.backoff.get(ACCOUNT, "q").failures == 2  # type: ignore[union-attr]
+    assert world.sim_pool("q").created == created
+    assert world.emu.counters.total("batch.Pools_DeletePool") == 0
+
+
+async def test_injected_throttling_and_server_errors_converge(world: World) -> None:
+    world.pools = {name: pool_spec(target_dedicated_nodes=1) for name in ("f1", "f2")}
+    for status in (429, 500, 503):
+        world.emu.faults.add(operation="batch.Pools_*", status=status, rate=0.15, retry_after=0.02)
+    async with world.clients() as clients:
+        engine = world.engine(clients)
+        for _ in range(12):
+            result = await reconcile_once(world.config(), clients, engine=engine)
+            if result.plan.in_sync and not result.snapshot.errors:
+                break
+        else:
+            raise AssertionError("never converged")
+    fired = sum(rule.fired for rule in world.emu.faults.rules())
+    assert fired > 0
+    for name in ("f1", "f2"):
+        assert len(world.sim_pool(name).nodes) == 1
+
+
+async def test_prune_drains_and_deletes_a_pool_the_config_dropped(world: World) -> None:
+    world.pools = {"keep": pool_spec(target_dedicated_nodes=1), "gone": pool_spec(target_dedicated_nodes=1)}
+    world.safety = {"prune": True}
+    async with world.clients() as clients:
+        engine = world.engine(clients)
+        await reconcile_once(world.config(), clients, engine=engine)
+        del world.pools["gone"]
+        result = await reconcile_once(world.config(), clients, engine=engine)
+    assert [(r.action.kind, r.outcome) for r in result.results] == [(ActionKind.delete, Outcome.DONE)]
+    assert world.sim_pool("gone") is None
+    assert world.sim_pool("keep") is not None
+
+
+async def test_phase_transitions_are_noticed_within_a_tenth_of_the_deadline_in_few_gets(world: World) -> None:
+    """The figures behind the pacing: per phase, how late the engine noticed its end, and the GETs."""
+    world.pools = {"lag": pool_spec()}
+    async with world.clients() as clients:
+        engine = world.engine(clients)
+        await reconcile_once(world.config(), clients, engine=engine)
+        world.emu.batch.occupy_nodes(ACCOUNT, "lag", 2, 1800)
+        await asyncio.sleep(0.05)
+        await operations.request_refresh(clients, ACCOUNT, "lag", world.emu.clock.now())
+        marks: list[tuple[str, float, float | None]] = []
+
+        def note(event: CycleEvent) -> None:
+            if event.kind == "phase":
+                pool = world.sim_pool("lag")
+                ended = pool.allocation_time if pool is not None else None
+                marks.append((event.phase, world.emu.clock.monotonic(), ended))
+
+        engine.observers = [*engine.observers, note]
+        result = await reconcile_once(world.config(), clients, engine=engine)
+    (action,) = result.results
+    assert action.outcome is Outcome.DONE, action.detail
+    assert action.cycle is not None
+    assert action.cycle.gets <= 20, action.cycle.phases
+    started = {name: at for name, at, _ in marks}
+    noticed_drain = started["deleting"]
+    drain_end = next(ended for name, _, ended in marks if name == "deleting")
+    noticed_allocation = started["done"]
+    allocation_end = next(ended for name, _, ended in marks if name == "done")
+    assert drain_end is not None
+    assert allocation_end is not None
+    drain_lag = noticed_drain - drain_end
+    allocation_lag = noticed_allocation - allocation_end
+    assert 0 <= drain_lag <= 0.1 * timedelta(hours=2).total_seconds() + 2 * SCALE / 100
+    assert 0 <= allocation_lag <= 0.1 * timedelta(minutes=30).total_seconds() + 2 * SCALE / 100
+    print(
+        f"gets={action.cycle.gets} phases={[(p.name, p.gets) for p in action.cycle.phases]} "
+        f"drain={drain_end - started['draining']:.0f}s lag={drain_lag:.0f}s "
+        f"allocation={allocation_end - started['creating']:.0f}s lag={allocation_lag:.0f}s"
+    )
