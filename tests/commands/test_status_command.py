@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from pool_commands_env import ACCOUNT, create_managed, create_raw, pool_yaml, settle, write_config
+from pool_commands_env import (
+    ACCOUNT,
+    account_yaml,
+    create_managed,
+    create_raw,
+    pool_yaml,
+    settle,
+    write_config,
+)
 
 from reconciler.azure import markers
 from reconciler.commands.status import status_command
@@ -94,3 +103,20 @@ def test_quota_short_pool_is_degraded_with_its_resize_error(
     assert sum(row["nodes"]["dedicated"].values()) < 4
     assert status_command([path], "text") == 0
     assert "AccountCoreQuotaReached" in capsys.readouterr().out
+
+
+def test_unreachable_account_rows_and_exit_1(
+    tmp_path: Path, emu: ThreadedEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = base64.b64encode(b"not the key").decode()
+    path = write_config(
+        tmp_path / "c.yaml",
+        emu,
+        {"p1": pool_yaml()},
+        accounts={ACCOUNT: account_yaml(emu, key=wrong)},
+    )
+    assert status_command([path], "json") == 1
+    captured = capsys.readouterr()
+    (row,) = json.loads(captured.out)["pools"]
+    assert (row["pool_id"], row["state"]) == ("p1", "unreachable")
+    assert "account demo: unreachable" in captured.err
