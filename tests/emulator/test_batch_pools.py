@@ -236,6 +236,31 @@ async def test_replace_properties_and_start_task_echo(batch_client: Any) -> None
     assert [(i.name, i.value) for i in pool.metadata] == [("k", "v")]
 
 
+async def test_replace_properties_with_the_sdk_model_that_has_no_certificate_references(
+    batch_client: Any,
+) -> None:
+    # azure-batch 15.1 dropped the field the document still requires; the service reads it as empty.
+    replace = m.BatchPoolReplaceOptions(
+        application_package_references=[], metadata=[m.BatchMetadataItem(name="k", value="v")]
+    )
+    assert "certificateReferences" not in replace.as_dict()
+    await batch_client.create_pool(new_pool("nocerts"))
+    await batch_client.replace_pool_properties("nocerts", replace)
+    pool = await batch_client.get_pool("nocerts")
+    assert [(i.name, i.value) for i in pool.metadata] == [("k", "v")]
+    assert not pool.as_dict().get("certificateReferences")
+
+    for required, other in (
+        ("metadata", "applicationPackageReferences"),
+        ("applicationPackageReferences", "metadata"),
+    ):
+        with pytest.raises(HttpResponseError) as caught:
+            await batch_client.replace_pool_properties("nocerts", m.BatchPoolReplaceOptions({other: []}))
+        assert (caught.value.status_code, code_of(caught.value)) == (400, "MissingRequiredProperty")
+        assert caught.value.response is not None
+        assert caught.value.response.json()["values"] == [{"key": "PropertyName", "value": required}]
+
+
 async def test_slow_allocation_times_out_and_low_priority_nodes(
     emulator: Emulator, batch_client: Any
 ) -> None:

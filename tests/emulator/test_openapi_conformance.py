@@ -214,9 +214,8 @@ async def test_every_served_operation_conforms(
 
     await client.update_pool("conf-a", models.BatchPoolUpdateOptions(metadata=[]))
     # The document requires certificateReferences; azure-batch 15.1's model no longer has the field.
-    replace: dict[str, Any] = {"certificateReferences": [], "applicationPackageReferences": []}
-    replace["metadata"] = []
-    await client.replace_pool_properties("conf-a", models.BatchPoolReplaceOptions(replace))
+    replace = models.BatchPoolReplaceOptions(application_package_references=[], metadata=[])
+    await client.replace_pool_properties("conf-a", replace)
 
     nodes = await collect(client.list_nodes("conf-a"))
     assert len(nodes) == 2
