@@ -1,1 +1,1 @@
-"""The product commands (plan, apply, refresh, status, export): thin glue over spec, azure, plan and engine."""
+"""The product commands: thin glue over the spec, azure, plan and engine packages."""
