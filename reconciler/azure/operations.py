@@ -386,5 +386,6 @@ async def _create_through_arm(
         where.account_name,
         pool_id,
         arm_pool_body(body, pool, where),
-        if_none_match="*",
+        etag="*",
+        match_condition=MatchConditions.IfMissing,
     )

@@ -245,6 +245,9 @@ class CycleRunner:
 
     async def _loop(self, observed: ObservedPool | None) -> CycleResult:
         while True:
+            if observed is not None and not observed.managed:
+                detail = "exists without reconciler.managed-by: never touched"
+                return self._finish(Outcome.FAILED, detail, observed)
             step = self._step(observed)
             self._enter(step)
             if step is RefreshStep.done:
