@@ -279,3 +279,21 @@ async def test_slow_allocation_times_out_and_low_priority_nodes(
     assert (pool.current_dedicated_nodes, pool.current_low_priority_nodes) == (1, 2)
     dedicated = sorted([n.is_dedicated async for n in batch_client.list_nodes("slowgrow")])
     assert dedicated == [False, False, True]
+
+
+async def test_current_node_communication_mode_appears_with_the_first_nodes(
+    emulator: Emulator, batch_client: Any
+) -> None:
+    # azure-batch 15.1's models have no field for either mode; their mapping interface carries both.
+    await batch_client.create_pool(new_pool("comm-default"))
+    simple = new_pool("comm-simple", 1).as_dict() | {"targetNodeCommunicationMode": "simplified"}
+    await batch_client.create_pool(m.BatchPoolCreateOptions(simple))
+    assert "currentNodeCommunicationMode" not in await batch_client.get_pool("comm-default")
+    emulator.clock.advance(SETTLE)
+    assert (await batch_client.get_pool("comm-simple"))["currentNodeCommunicationMode"] == "simplified"
+
+    await batch_client.begin_resize_pool("comm-default", m.BatchPoolResizeOptions(target_dedicated_nodes=1))
+    emulator.clock.advance(SETTLE)
+    pool = await batch_client.get_pool("comm-default")
+    assert pool["currentNodeCommunicationMode"] == "classic"
+    assert pool.get("targetNodeCommunicationMode", "default") == "default"

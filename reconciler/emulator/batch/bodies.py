@@ -89,6 +89,8 @@ def pool_body(pool: Pool, base: str, *, element: bool = True) -> dict[str, Any]:
     for key, value in pool.spec.items():
         if key not in body and key not in _STATEFUL:
             body[key] = value
+    if pool.communication_mode is not None:
+        body["currentNodeCommunicationMode"] = pool.communication_mode
     if pool.identity:
         body["identity"] = pool.identity
     return body

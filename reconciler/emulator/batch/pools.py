@@ -62,6 +62,7 @@ class Pool:
     autoscale_enabled_at: float | None = None
     scheduled_at: float | None = None
     node_serial: int = 0
+    communication_mode: str | None = None
     gone: bool = False
 
     @property
@@ -301,6 +302,8 @@ class Pool:
                     ],
                 }
             )
+        if adding and not self.nodes:
+            self.communication_mode = self._resolved_communication_mode()
         for _ in range(adding):
             node = self._new_node(at, dedicated)
             self.nodes[node.id] = node
@@ -309,6 +312,12 @@ class Pool:
             if failures.get(self.key, 0) > 0:
                 node.start_task_fails = True
                 failures[self.key] -= 1
+
+    def _resolved_communication_mode(self) -> str:
+        """The mode a pool's first nodes join in: `default` is `classic` (what the service reports for pools
+        created without a target), and nodes already in the pool keep theirs until they leave."""
+        target = str(self.spec.get("targetNodeCommunicationMode") or "default").lower()
+        return target if target in ("classic", "simplified") else "classic"
 
     def _new_node(self, at: float, dedicated: bool) -> Node:
         self.node_serial += 1
