@@ -24,13 +24,14 @@ FAST = 20_000.0
 MakeConfig = Callable[..., Config]
 
 
-def azure_settings(emu: Emulator) -> dict[str, Any]:
-    identity = emu.connection["identity"]
+def azure_settings(connection: dict[str, Any]) -> dict[str, Any]:
+    """The `azure:` section for an emulator, from its connection info (in process or the file)."""
+    identity = connection["identity"]
     return {
-        "arm_endpoint": emu.arm_url,
+        "arm_endpoint": connection["arm"]["url"],
         "authority": identity["authority"],
-        "ca_bundle": emu.connection["ca_bundle"],
-        "subscription_id": emu.ctx.subscription_id,
+        "ca_bundle": connection["ca_bundle"],
+        "subscription_id": connection["arm"]["subscription_id"],
         "auth": {
             "method": "client_secret",
             "tenant_id": identity["tenant_id"],
@@ -54,8 +55,16 @@ def cluster_spec(**overrides: Any) -> dict[str, Any]:
     return spec
 
 
-def config_of(emu: Emulator, clusters: dict[str, dict[str, Any]], **top: Any) -> Config:
-    return Config.model_validate({"azure": azure_settings(emu), "clusters": clusters, **top})
+def raw_config(
+    emu: Emulator | dict[str, Any], clusters: dict[str, dict[str, Any]], **top: Any
+) -> dict[str, Any]:
+    """The config as a file would hold it (secrets in clear: a validated config masks them)."""
+    connection = emu if isinstance(emu, dict) else emu.connection
+    return {"azure": azure_settings(connection), "clusters": clusters, **top}
+
+
+def config_of(emu: Emulator | dict[str, Any], clusters: dict[str, dict[str, Any]], **top: Any) -> Config:
+    return Config.model_validate(raw_config(emu, clusters, **top))
 
 
 async def make_network(network: Any) -> str:
