@@ -57,23 +57,25 @@ class Emulator:
     def state(self) -> dict[str, Any]:
         with urllib.request.urlopen(self.admin + "/batch/state", timeout=10) as response:
             data: dict[str, Any] = json.loads(response.read())
-        return data["accounts"]["demo"]
+        account: dict[str, Any] = data["accounts"]["demo"]
+        return account
 
 
 @pytest.fixture
 def emulator(tmp_path: Path) -> Iterator[Emulator]:
     connection_file = tmp_path / "connection.json"
+    log = (tmp_path / "emulator.log").open("w")
     args = ["emulator", "--port", "0", "--arm-port", "0", "--time-scale", str(SCALE)]
     process = subprocess.Popen(
         [sys.executable, "-m", "reconciler", *args, "--connection-file", str(connection_file)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         text=True,
     )
     try:
         deadline = time.monotonic() + 30
         while not connection_file.exists():
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert process.poll() is None, (tmp_path / "emulator.log").read_text()
             assert time.monotonic() < deadline, "the emulator did not start"
             time.sleep(0.05)
         yield Emulator(process, json.loads(connection_file.read_text()))
@@ -84,6 +86,7 @@ def emulator(tmp_path: Path) -> Iterator[Emulator]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        log.close()
 
 
 def write_config(path: Path, emulator: Emulator, vm_size: str) -> Path:
@@ -124,7 +127,7 @@ class Run:
         self.process = subprocess.Popen(
             command("refresh", POOL, "--wait", "--config", str(config)),
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
             env=ENV,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import ACCOUNT, World, pool_spec  # type: ignore[import-not-found]
+from engine_env import ACCOUNT, World, pool_spec
 
 from reconciler.azure import markers, operations
 from reconciler.engine.cycle import Outcome

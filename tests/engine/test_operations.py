@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from conftest import ACCOUNT, CALLER, SCALE, World, pool_spec  # type: ignore[import-not-found]
+from engine_env import ACCOUNT, CALLER, SCALE, World, pool_spec
 
 from reconciler.azure import markers, operations
 from reconciler.azure.clients import AzureClients

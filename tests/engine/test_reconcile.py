@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from conftest import ACCOUNT, SCALE, World, pool_spec  # type: ignore[import-not-found]
+from engine_env import ACCOUNT, SCALE, World, pool_spec
 
 from reconciler.azure import operations
 from reconciler.engine.cycle import CycleEvent, Outcome
