@@ -13,7 +13,7 @@ import random
 import secrets
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Final, TypeVar
@@ -27,6 +27,7 @@ from reconciler.azure.clusters import (
     ClusterCallFailed,
     ClusterOps,
     ClusterSnapshot,
+    ForeignResource,
     ObservedVm,
     Placement,
     ResourceKind,
@@ -198,6 +199,40 @@ class ClusterEngine:
             rng=self.rng,
         )
 
+    async def delete(self, ops: ClusterOps, kind: ResourceKind, group: str, name: str) -> None:
+        """Delete one resource and wait, within the delete deadline, until ARM no longer has it."""
+        await ops.delete(kind, group, name)
+        await self._wait(
+            f"delete {kind} {name}",
+            lambda: ops.exists(kind, group, name),
+            lambda exists: not exists,
+            self.limits.delete,
+        )
+
+    async def delete_foreign(
+        self, subscription: str, resources: Iterable[ForeignResource]
+    ) -> tuple[StepOutcome, ...]:
+        """Delete resources another tool left (`gc --dask-cloudprovider`): VMs, then NICs, IPs, disks."""
+        ops = self.ops(subscription)
+        limit = asyncio.Semaphore(self.limits.parallel)
+        pending = list(resources)
+
+        async def one(resource: ForeignResource) -> StepOutcome:
+            label = f"delete {resource.kind} {resource.name}"
+            async with limit:
+                try:
+                    await self.delete(ops, resource.kind, resource.resource_group, resource.name)
+                except (ClusterCallFailed, DeadlineExceeded) as exc:
+                    log.warning("cluster.gc.failed", step=label, detail=str(exc))
+                    return StepOutcome(label, False, str(exc), timed_out=isinstance(exc, DeadlineExceeded))
+            log.info("cluster.gc.deleted", step=label, resource_group=resource.resource_group)
+            return StepOutcome(label, True)
+
+        outcomes: list[StepOutcome] = []
+        for kind in KINDS:
+            outcomes.extend(await asyncio.gather(*(one(r) for r in pending if r.kind == kind)))
+        return tuple(outcomes)
+
     async def apply(self, plan: ClusterPlan) -> ClusterResult:
         """Run the plan's steps in their phases; a failed step is reported, and the rest still run."""
         subscription = _subscription_of(plan, self.clients.config)
@@ -315,13 +350,7 @@ class _Run:
     # --- deletions -------------------------------------------------------------------------------------
 
     async def _gone(self, kind: ResourceKind, group: str, name: str) -> None:
-        await self.ops.delete(kind, group, name)
-        await self.engine._wait(
-            f"delete {kind} {name}",
-            lambda: self.ops.exists(kind, group, name),
-            lambda exists: not exists,
-            self.engine.limits.delete,
-        )
+        await self.engine.delete(self.ops, kind, group, name)
 
     async def _delete_vm(self, step: DeleteVm) -> int:
         async with self.limit:
