@@ -11,7 +11,9 @@ Strictness beyond the document's letter, each because the SDK would otherwise hi
 - an object schema with `properties` accepts no other property (except OData annotations, `odata.*`);
 - enums are closed, `x-ms-enum.modelAsString` notwithstanding;
 - `format` is checked: RFC 3339 `date-time`, ISO 8601 `duration`, `int32`/`int64` ranges, `uri`, `uuid`;
-- a success status the operation does not declare is an error.
+- a success status the operation does not declare is an error, except the one HTTP itself defines for
+  every GET: 304 Not Modified, with no body, answering a GET that carried `If-None-Match` or
+  `If-Modified-Since` (the document lists only 200 and `default` for conditional GETs).
 """
 
 from __future__ import annotations
@@ -209,9 +211,17 @@ class BatchOpenApi:
         }
 
     def errors(
-        self, operation: Operation, status: int, headers: Mapping[str, str], body: bytes
+        self,
+        operation: Operation,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        request_headers: Mapping[str, str] | None = None,
     ) -> Iterator[str]:
         """Every way a response breaks the document, as `pointer: message` lines."""
+        if status == 304 and str(status) not in operation.responses:
+            yield from _not_modified_errors(operation, request_headers or {}, body)
+            return
         declared = str(status) if str(status) in operation.responses else None
         if declared is None and status < 400:
             yield f"status {status} is not one the operation declares ({', '.join(operation.responses)})"
@@ -236,6 +246,22 @@ class BatchOpenApi:
         for error in found[:10]:
             pointer = "/" + "/".join(str(part).replace("~", "~0").replace("/", "~1") for part in error.path)
             yield f"{pointer}: {_message(error)}"
+
+
+CONDITIONAL_READ_HEADERS = ("if-none-match", "if-modified-since")
+
+
+def _not_modified_errors(
+    operation: Operation, request_headers: Mapping[str, str], body: bytes
+) -> Iterator[str]:
+    asked = {name.lower() for name in request_headers}
+    if operation.method != "GET" or not asked.intersection(CONDITIONAL_READ_HEADERS):
+        yield (
+            f"status 304 answers only a GET with If-None-Match or If-Modified-Since; "
+            f"this {operation.method} carried neither ({', '.join(operation.responses)} declared)"
+        )
+    elif body.strip():
+        yield "a 304 Not Modified carries no body"
 
 
 def _message(error: ValidationError) -> str:
@@ -272,17 +298,30 @@ class OpenApiValidationPolicy(SansIOHTTPPolicy[Any, Any]):
             http_response.status_code,
             dict(http_response.headers),
             _body(http_response),
+            request_headers=dict(http_request.headers),
         )
 
     def check(
-        self, method: str, url: str, status: int, headers: Mapping[str, str], body: bytes | None
+        self,
+        method: str,
+        url: str,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        *,
+        request_headers: Mapping[str, str] | None = None,
     ) -> str:
-        """Validate one response; return its operation id. `body` None means it was streamed, not read."""
+        """Validate one response; return its operation id. `body` None means it was streamed, not read;
+        `request_headers` decide whether a 304 was asked for."""
         path = urlsplit(url).path
         operation = self.spec.find(method, path)
         if operation is None:
             raise AssertionError(f"{method} {path}: no operation in the OpenAPI document serves this path")
-        problems = list(self.spec.errors(operation, status, headers, body or b"")) if body is not None else []
+        problems = (
+            list(self.spec.errors(operation, status, headers, body or b"", request_headers))
+            if body is not None
+            else []
+        )
         if problems:
             listing = "\n  ".join(problems)
             raise AssertionError(f"{operation.operation_id} ({method} {path} -> {status}):\n  {listing}")

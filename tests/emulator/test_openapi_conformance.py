@@ -12,7 +12,13 @@ from typing import Any
 
 import pytest
 from azure.batch import models
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from openapi import BATCH_SPEC, BatchOpenApi, OpenApiValidationPolicy
 
 from reconciler.emulator import Emulator, ThreadedEmulator
@@ -126,6 +132,29 @@ def test_undeclared_status_and_unknown_path_fail(spec: BatchOpenApi) -> None:
     assert policy.seen == set()
 
 
+@pytest.mark.parametrize("condition", ["If-None-Match", "If-Modified-Since"])
+def test_a_bodiless_304_answers_a_conditional_get(spec: BatchOpenApi, condition: str) -> None:
+    policy = OpenApiValidationPolicy(spec)
+    asked = {
+        condition: '"0x8D4123BEF87D233"' if condition == "If-None-Match" else LAST_MODIFIED["Last-Modified"]
+    }
+
+    assert policy.check("GET", POOL_URL, 304, {}, b"", request_headers=asked) == "Pools_GetPool"
+    assert policy.statuses[("Pools_GetPool", 304)] == 1
+    with pytest.raises(AssertionError, match="a 304 Not Modified carries no body"):
+        policy.check("GET", POOL_URL, 304, {}, json.dumps(pool_body()).encode(), request_headers=asked)
+
+
+def test_a_304_nobody_asked_for_fails(spec: BatchOpenApi) -> None:
+    policy = OpenApiValidationPolicy(spec)
+
+    with pytest.raises(AssertionError, match="status 304 answers only a GET with If-None-Match"):
+        policy.check("GET", POOL_URL, 304, {}, b"", request_headers={"If-Match": '"0x1"'})
+    with pytest.raises(AssertionError, match="this POST carried neither"):
+        policy.check("POST", POOL_URL + "/resize", 304, {}, b"", request_headers={"If-None-Match": '"0x1"'})
+    assert policy.seen == set()
+
+
 def test_paths_match_with_and_without_the_account_prefix(spec: BatchOpenApi) -> None:
     assert spec.find("POST", "/demo/pools/p1/resize") is not None
     assert spec.find("POST", "/pools/p1/resize") is not None
@@ -206,6 +235,15 @@ async def test_every_served_operation_conforms(
     ] == ["conf-b"]
     pool = await client.get_pool("conf-a", select=["id", "allocationState", "currentDedicatedNodes"])
     assert (pool.allocation_state, pool.current_dedicated_nodes) == ("steady", 2)
+    current = await client.get_pool("conf-a")
+    for condition in (
+        {"etag": current.etag, "match_condition": MatchConditions.IfModified},
+        {"if_modified_since": current.last_modified},
+    ):
+        with pytest.raises(ResourceModifiedError) as not_modified:  # how azure-batch 15.1 reports a 304
+            await client.get_pool("conf-a", **condition)
+        assert not_modified.value.status_code == 304
+    assert policy.statuses[("Pools_GetPool", 304)] == 2
     assert await client.pool_exists("conf-a")
     with pytest.raises(ResourceNotFoundError):  # azure-batch 15.1 raises on the documented 404
         await client.pool_exists("conf-missing")
