@@ -149,17 +149,18 @@ class Engine:
         clients, account, pool_id = self.clients, action.account, action.pool_id
         if desired is None:
             return Outcome.FAILED, f"{action.kind.value} needs the pool's spec"
-        async with self.limits.mutation(account):
-            if action.kind is ActionKind.adopt:
+        if action.kind is ActionKind.adopt:
+            async with self.limits.mutation(account):
                 await operations.patch_pool(
                     clients, account, pool_id, ours=patched_markers(desired), observed=action.observed
                 )
-                return Outcome.DONE, "adopted: ownership marker written"
-            if action.kind is ActionKind.patch:
-                fields = {top_field(c.path) for c in action.changes if c.rule is ChangeRule.patch}
-                if not _spec_metadata_changed(action):
-                    fields.discard("metadata")
-                properties = patch_properties(pool_id, desired, fields)
+            return Outcome.DONE, "adopted: ownership marker written"
+        if action.kind is ActionKind.patch:
+            fields = {top_field(c.path) for c in action.changes if c.rule is ChangeRule.patch}
+            if not _spec_metadata_changed(action):
+                fields.discard("metadata")
+            properties = patch_properties(pool_id, desired, fields)
+            async with self.limits.mutation(account):
                 await operations.patch_pool(
                     clients,
                     account,
@@ -168,64 +169,69 @@ class Engine:
                     ours=patched_markers(desired),
                     observed=action.observed,
                 )
-                return Outcome.DONE, f"patched {', '.join(sorted(fields)) or 'markers'}"
-            if action.kind is ActionKind.disable_autoscale:
-                await operations.disable_autoscale(clients, account, pool_id)
-                return Outcome.DONE, "autoscale disabled"
-            if action.kind is ActionKind.enable_autoscale:
-                await self._enable_autoscale(account, pool_id, desired)
-                return Outcome.DONE, "autoscale enabled"
+            return Outcome.DONE, f"patched {', '.join(sorted(fields)) or 'markers'}"
+        if action.kind is ActionKind.disable_autoscale:
+            await self._when_steady(desired, account, pool_id, "disable_autoscale")
+            return Outcome.DONE, "autoscale disabled"
+        if action.kind is ActionKind.enable_autoscale:
+            await self._when_steady(desired, account, pool_id, "enable_autoscale")
+            return Outcome.DONE, "autoscale enabled"
         if action.kind is ActionKind.resize:
             return await self._resize(account, pool_id, desired)
         return Outcome.FAILED, f"unknown action {action.kind.value}"
 
-    async def _enable_autoscale(self, account: str, pool_id: str, desired: Pool) -> None:
+    async def _when_steady(self, desired: Pool, account: str, pool_id: str, call: str) -> None:
+        """An autoscale call, waiting out the states the service refuses it in (a resize, 30 s spacing)."""
         for attempt in range(3):
             try:
-                await operations.enable_autoscale(
-                    self.clients,
-                    account,
-                    pool_id,
-                    desired.auto_scale_formula or "",
-                    desired.auto_scale_evaluation_interval,
-                )
+                async with self.limits.mutation(account):
+                    if call == "enable_autoscale":
+                        await operations.enable_autoscale(
+                            self.clients,
+                            account,
+                            pool_id,
+                            desired.auto_scale_formula or "",
+                            desired.auto_scale_evaluation_interval,
+                        )
+                    else:
+                        await operations.disable_autoscale(self.clients, account, pool_id)
                 return
             except OperationFailed as failed:
-                if failed.code != "TooManyEnableAutoScaleRequests" or attempt == 2:
+                if failed.kind is not ErrorKind.STATE or attempt == 2:
                     raise
-                await self.sleep(self.pacing.seconds(30.0))
+                if failed.code == "TooManyEnableAutoScaleRequests":
+                    await self.sleep(self.pacing.seconds(30.0))
+                else:
+                    await self._settle(account, pool_id, desired, "waiting_steady", self.pacing.floor)
 
-    async def _resize(self, account: str, pool_id: str, desired: Pool) -> tuple[Outcome, str]:
-        """Level-triggered: wait out any running resize, resize if the targets differ, wait for steady."""
+    async def _settle(
+        self, account: str, pool_id: str, desired: Pool, phase: str, first_delay: float
+    ) -> ObservedPool | None:
+        """The pool once its allocation state is steady (None once it is gone)."""
         deadline = self.pacing.seconds(desired.refresh.allocation_timeout)
-        cap = self.pacing.cap(deadline)
-        want = (desired.target_dedicated_nodes or 0, desired.target_low_priority_nodes or 0)
 
         async def get() -> ObservedPool | None:
             return await operations.get_pool(self.clients, account, pool_id)
 
-        def steady(seen: ObservedPool | None) -> bool:
-            return seen is None or seen.allocation_state == "steady"
+        return await wait_until(
+            get,
+            lambda seen: seen is None or seen.allocation_state == "steady",
+            phase=phase,
+            deadline=deadline,
+            min_interval=self.pacing.floor,
+            max_interval=self.pacing.cap(deadline),
+            sleep=self.sleep,
+            first_delay=first_delay,
+        )
 
-        async def settle(phase: str, first_delay: float) -> ObservedPool | None:
-            return await wait_until(
-                get,
-                steady,
-                phase=phase,
-                deadline=deadline,
-                min_interval=self.pacing.floor,
-                max_interval=cap,
-                sleep=self.sleep,
-                first_delay=first_delay,
-            )
-
-        observed = await settle("waiting_steady", 0.0)
+    async def _resize(self, account: str, pool_id: str, desired: Pool) -> tuple[Outcome, str]:
+        """Level-triggered: wait out any running resize, resize if the targets differ, wait for steady."""
+        want = (desired.target_dedicated_nodes or 0, desired.target_low_priority_nodes or 0)
+        observed = await self._settle(account, pool_id, desired, "waiting_steady", 0.0)
         if observed is None:
             return Outcome.FAILED, "the pool disappeared"
-        if (
-            observed.target_dedicated_nodes,
-            observed.target_low_priority_nodes,
-        ) != want or observed.resize_errors:
+        have = (observed.target_dedicated_nodes, observed.target_low_priority_nodes)
+        if have != want or observed.resize_errors:
             async with self.limits.mutation(account):
                 await operations.resize_pool(
                     self.clients,
@@ -236,7 +242,7 @@ class Engine:
                     node_deallocation_option=desired.refresh.node_deallocation_option,
                     resize_timeout=desired.resize_timeout,
                 )
-            observed = await settle("resizing", self.pacing.floor)
+            observed = await self._settle(account, pool_id, desired, "resizing", self.pacing.floor)
         if observed is not None and observed.resize_errors:
             codes = ", ".join(sorted({e.code for e in observed.resize_errors}))
             return Outcome.DEGRADED, f"resized, but short of its target: {codes}"

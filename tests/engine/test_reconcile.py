@@ -124,3 +124,34 @@ async def test_phase_transitions_are_noticed_within_a_tenth_of_the_deadline_in_f
         f"drain={drain_end - started['draining']:.0f}s lag={drain_lag:.0f}s "
         f"allocation={allocation_end - started['creating']:.0f}s lag={allocation_lag:.0f}s"
     )
+
+
+async def test_switching_between_fixed_size_and_autoscale_needs_no_recreate(world: World) -> None:
+    world.pools = {"s": pool_spec(target_dedicated_nodes=1)}
+    auto = pool_spec(enable_auto_scale=True, auto_scale_formula="$TargetDedicatedNodes = 2;")
+    del auto["target_dedicated_nodes"]
+    async with world.clients() as clients:
+        engine = world.engine(clients)
+        await reconcile_once(world.config(), clients, engine=engine)
+        created = world.sim_pool("s").created
+        world.pools["s"] = auto
+        on = await reconcile_once(world.config(), clients, engine=engine)
+        assert [(r.action.kind, r.outcome) for r in on.results] == [
+            (ActionKind.patch, Outcome.DONE),
+            (ActionKind.enable_autoscale, Outcome.DONE),
+        ]
+        assert world.sim_pool("s").autoscale
+        world.pools["s"] = pool_spec(target_dedicated_nodes=3)
+        off = await reconcile_once(world.config(), clients, engine=engine)
+        kinds = [(r.action.kind, r.outcome) for r in off.results]
+        assert kinds == [
+            (ActionKind.patch, Outcome.DONE),
+            (ActionKind.disable_autoscale, Outcome.DONE),
+            (ActionKind.resize, Outcome.DONE),
+        ]
+        again = await reconcile_once(world.config(), clients, engine=engine)
+    pool = world.sim_pool("s")
+    assert not pool.autoscale
+    assert pool.target_dedicated == 3
+    assert pool.created == created
+    assert again.plan.in_sync
