@@ -111,9 +111,9 @@ async def test_killed_mid_create_then_run_again_completes_without_duplicates(
             async with session.delete(f"{admin}/faults") as response:
                 assert response.status < 300
 
-        left = sorted([vm.name async for vm in compute.virtual_machines.list(RG)])
+        left = sorted([str(vm.name) async for vm in compute.virtual_machines.list(RG)])
         assert left == ["analytics-dask-scheduler", W.format(0), W.format(1)]
-        nics = {nic.name: nic async for nic in network.network_interfaces.list(RG)}
+        nics = {str(nic.name): nic async for nic in network.network_interfaces.list(RG)}
         assert nics[f"{W.format(2)}-nic"].virtual_machine is None
 
         engine = ClusterEngine(clients, pacing=Pacing(time_scale=FAST))
@@ -123,11 +123,11 @@ async def test_killed_mid_create_then_run_again_completes_without_duplicates(
         (result,) = again.results
         assert result.orphans_deleted == {"nic": 1}
         assert result.created == (W.format(3),)
-        vms = sorted([vm.name async for vm in compute.virtual_machines.list(RG)])
+        vms = sorted([str(vm.name) async for vm in compute.virtual_machines.list(RG)])
         assert vms == ["analytics-dask-scheduler", W.format(0), W.format(1), W.format(3)]
-        nics = {nic.name: nic async for nic in network.network_interfaces.list(RG)}
+        nics = {str(nic.name): nic async for nic in network.network_interfaces.list(RG)}
         assert sorted(nics) == sorted(f"{name}-nic" for name in vms)
         assert all(nic.virtual_machine is not None for nic in nics.values())
         disks = [disk async for disk in compute.disks.list_by_resource_group(RG)]
-        assert sorted(d.name for d in disks) == sorted(f"{name}-osdisk" for name in vms)
+        assert sorted(str(d.name) for d in disks) == sorted(f"{name}-osdisk" for name in vms)
         assert (await engine.reconcile(config)).plans[0].in_sync
