@@ -8,9 +8,10 @@ it refuses rather than guess. Exit status 0 when every action ended well, 1 othe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import structlog
@@ -33,13 +34,23 @@ from reconciler.plan.actions import Plan
 from reconciler.plan.render import plan_text, safe
 
 
-def command_logging() -> None:
-    """Engine logs to stderr, warnings and up, so stdout stays the command's own lines."""
+@contextlib.contextmanager
+def command_logging() -> Iterator[None]:
+    """Engine logs to stderr, warnings and up, so stdout stays the command's own lines.
+
+    The previous configuration comes back afterwards: a command run inside another program (a test)
+    leaves that program's logging as it found it.
+    """
+    previous = structlog.get_config()
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
+    try:
+        yield
+    finally:
+        structlog.configure(**previous)
 
 
 def print_phase(event: CycleEvent) -> None:
@@ -87,7 +98,6 @@ async def _ask(plan: Plan, yes: bool) -> bool:
 def apply_command(config_paths: list[Path], yes: bool) -> int:
     async def body() -> int:
         config = load(config_paths)
-        command_logging()
         refused = False
 
         async def approve(plan: Plan) -> bool:
@@ -95,9 +105,10 @@ def apply_command(config_paths: list[Path], yes: bool) -> int:
             refused = not await _ask(plan, yes)
             return not refused
 
-        async with AzureClients(config, caller=CLI_CALLER) as clients:
-            engine = Engine(clients, pacing=pacing(), observers=[print_phase])
-            result = await reconcile_once(config, clients, engine=engine, approve=approve)
+        with command_logging():
+            async with AzureClients(config, caller=CLI_CALLER) as clients:
+                engine = Engine(clients, pacing=pacing(), observers=[print_phase])
+                result = await reconcile_once(config, clients, engine=engine, approve=approve)
         if not result.plan.actions:
             sys.stdout.write(plan_text(result.plan))
         elif result.approved:

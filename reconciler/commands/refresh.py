@@ -10,13 +10,13 @@ when every pool is built from its spec after the request (exit 0) or a pool cann
 from __future__ import annotations
 
 import asyncio
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.azure import operations
 from reconciler.azure.clients import AzureClients
 from reconciler.azure.observe import observe
+from reconciler.azure.snapshot import Snapshot
 from reconciler.commands.apply import command_logging, pacing, print_phase
 from reconciler.commands.common import CLI_CALLER, EXIT_ERROR, EXIT_OK, CommandError, load, run
 from reconciler.engine.cycle import CycleResult, Outcome
@@ -46,47 +46,58 @@ async def _follow(engine: Engine, config: Config, pool_id: str) -> CycleResult:
 def refresh_command(config_paths: list[Path], pools: list[str], wait: bool) -> int:
     async def body() -> int:
         config = load(config_paths)
-        command_logging()
-        pool_ids = _declared(config, pools)
-        accounts = sorted({config.pools[p].account for p in pool_ids})
-        async with AzureClients(config, caller=CLI_CALLER) as clients:
-            snapshot = await observe(clients, accounts)
-            problems: list[str] = []
-            for pool_id in pool_ids:
-                account = config.pools[pool_id].account
-                error = snapshot.errors.get(account)
-                if error is not None:
-                    problems.append(f"{pool_id}: account {account} unreachable: {error.describe()}")
-                    continue
-                observed = snapshot.pool(account, pool_id)
-                if observed is not None and not observed.managed:
-                    problems.append(f"{pool_id}: exists without reconciler.managed-by; never touched")
-            if problems:
-                raise CommandError("\n".join(problems))
-            for pool_id in pool_ids:
-                account = config.pools[pool_id].account
-                observed = snapshot.pool(account, pool_id)
-                if observed is None:
-                    print(f"{pool_id}: absent; it will be created", flush=True)
-                elif observed.refresh_pending and observed.refresh_requested_at is not None:
-                    print(f"{pool_id}: refresh already requested at {_iso(observed.refresh_requested_at)}")
-                else:
-                    at = operations.request_time(observed, datetime.now(UTC))
-                    try:
-                        await operations.request_refresh(clients, account, pool_id, at, observed=observed)
-                    except operations.OperationFailed as failed:
-                        raise CommandError(f"{pool_id}: cannot request the refresh: {failed}") from None
-                    print(f"{pool_id}: refresh requested at {_iso(at)}", flush=True)
-            sys.stdout.flush()
-            if not wait:
-                return EXIT_OK
-            engine = Engine(clients, pacing=pacing(), observers=[print_phase])
-            results = await asyncio.gather(*(_follow(engine, config, p) for p in pool_ids))
-        for result in results:
-            print(f"{result.pool_id}: {result.outcome.value}: {result.detail}", flush=True)
-        return EXIT_OK if all(r.ok for r in results) else EXIT_ERROR
+        with command_logging():
+            return await _refresh(config, _declared(config, pools), wait)
 
     return run(body)
+
+
+async def _refresh(config: Config, pool_ids: list[str], wait: bool) -> int:
+    accounts = sorted({config.pools[p].account for p in pool_ids})
+    async with AzureClients(config, caller=CLI_CALLER) as clients:
+        snapshot = await observe(clients, accounts)
+        _check(config, pool_ids, snapshot)
+        for pool_id in pool_ids:
+            await _request(clients, config.pools[pool_id].account, pool_id, snapshot)
+        if not wait:
+            return EXIT_OK
+        engine = Engine(clients, pacing=pacing(), observers=[print_phase])
+        results = await asyncio.gather(*(_follow(engine, config, p) for p in pool_ids))
+    for result in results:
+        print(f"{result.pool_id}: {result.outcome.value}: {result.detail}", flush=True)
+    return EXIT_OK if all(r.ok for r in results) else EXIT_ERROR
+
+
+def _check(config: Config, pool_ids: list[str], snapshot: Snapshot) -> None:
+    """Refuse, naming every problem at once, before anything is written."""
+    problems: list[str] = []
+    for pool_id in pool_ids:
+        account = config.pools[pool_id].account
+        error = snapshot.errors.get(account)
+        if error is not None:
+            problems.append(f"{pool_id}: account {account} unreachable: {error.describe()}")
+            continue
+        observed = snapshot.pool(account, pool_id)
+        if observed is not None and not observed.managed:
+            problems.append(f"{pool_id}: exists without reconciler.managed-by; never touched")
+    if problems:
+        raise CommandError("\n".join(problems))
+
+
+async def _request(clients: AzureClients, account: str, pool_id: str, snapshot: Snapshot) -> None:
+    observed = snapshot.pool(account, pool_id)
+    if observed is None:
+        print(f"{pool_id}: absent; it will be created", flush=True)
+        return
+    if observed.refresh_pending and observed.refresh_requested_at is not None:
+        print(f"{pool_id}: refresh already requested at {_iso(observed.refresh_requested_at)}", flush=True)
+        return
+    at = operations.request_time(observed, datetime.now(UTC))
+    try:
+        await operations.request_refresh(clients, account, pool_id, at, observed=observed)
+    except operations.OperationFailed as failed:
+        raise CommandError(f"{pool_id}: cannot request the refresh: {failed}") from None
+    print(f"{pool_id}: refresh requested at {_iso(at)}", flush=True)
 
 
 def _iso(moment: datetime) -> str:
