@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -112,3 +113,59 @@ def emulator(tmp_path: Path) -> Iterator[RunningEmulator]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+CONTRACT_METRICS = frozenset(
+    {
+        "reconciler_reconcile_runs_total",
+        "reconciler_reconcile_duration_seconds",
+        "reconciler_last_successful_reconcile_timestamp_seconds",
+        "reconciler_pools",
+        "reconciler_pool_nodes",
+        "reconciler_pool_target_nodes",
+        "reconciler_pool_refresh_phase",
+        "reconciler_refresh_total",
+        "reconciler_refresh_duration_seconds",
+        "reconciler_pool_last_refresh_timestamp_seconds",
+        "reconciler_actions_total",
+        "reconciler_azure_requests_total",
+        "reconciler_azure_request_duration_seconds",
+        "reconciler_azure_throttled_total",
+        "reconciler_config_reloads_total",
+        "reconciler_config_last_reload_success",
+        "reconciler_build_info",
+        "reconciler_cluster_workers",
+        "reconciler_cluster_target_workers",
+        "reconciler_cluster_scheduler_up",
+        "reconciler_cluster_replacements_total",
+        "reconciler_cluster_orphans_deleted_total",
+    }
+)
+"""The metric names the daemon promises (its issue lists them): dashboards and alerts use no others."""
+HISTOGRAMS = frozenset(
+    {
+        "reconciler_reconcile_duration_seconds",
+        "reconciler_refresh_duration_seconds",
+        "reconciler_azure_request_duration_seconds",
+    }
+)
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_MATCHERS = re.compile(r"\{[^{}]*\}")
+_NAME = re.compile(r"(?<![\w:])[a-zA-Z_:][\w:]*")
+
+
+def metric_names(expr: str) -> set[str]:
+    """The `reconciler_*` names an expression selects (strings and label matchers left out)."""
+    bare = _MATCHERS.sub("", _STRINGS.sub('""', expr))
+    return {name for name in _NAME.findall(bare) if name.startswith("reconciler_")}
+
+
+def unknown_metrics(expr: str) -> set[str]:
+    """Names in `expr` that are neither a contract metric nor a histogram's series."""
+    unknown = set()
+    for name in metric_names(expr):
+        base = re.sub(r"_(bucket|sum|count)$", "", name)
+        if name not in CONTRACT_METRICS and not (base in HISTOGRAMS and base != name):
+            unknown.add(name)
+    return unknown
