@@ -169,3 +169,43 @@ def unknown_metrics(expr: str) -> set[str]:
         if name not in CONTRACT_METRICS and not (base in HISTOGRAMS and base != name):
             unknown.add(name)
     return unknown
+
+
+DASHBOARD = ROOT / "deploy" / "grafana" / "reconciler.json"
+
+GRAFANA_VARIABLES = {"$__rate_interval": "30s", "$__interval": "15s", "$__range": "5m"}
+"""Grafana's built-in variables, as a short time range with a fast scrape would set them."""
+
+
+def dashboard() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return loaded
+
+
+def dashboard_panels() -> list[dict[str, Any]]:
+    """Every panel that draws something (rows left out, panels inside collapsed rows included)."""
+    found = []
+    for panel in dashboard()["panels"]:
+        if panel["type"] == "row":
+            found.extend(panel.get("panels", []))
+        else:
+            found.append(panel)
+    return found
+
+
+def substitute(expr: str, template: dict[str, str]) -> str:
+    """`expr` as Grafana sends it: built-ins and `$var`/`${var}` replaced (multi-value "All" is .*)."""
+    for name, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(name, value)
+    for name, value in sorted(template.items(), key=lambda item: -len(item[0])):
+        expr = expr.replace("${" + name + "}", value).replace("$" + name, value)
+    return expr
+
+
+def panel_queries(template: dict[str, str]) -> list[tuple[str, str]]:
+    """(panel title + refId, substituted PromQL) for every target of every panel."""
+    return [
+        (f"{panel['title']} [{target['refId']}]", substitute(target["expr"], template))
+        for panel in dashboard_panels()
+        for target in panel["targets"]
+    ]
