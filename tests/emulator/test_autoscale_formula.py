@@ -584,3 +584,56 @@ async def test_a_failing_run_is_reported_on_the_pool_not_applied(batch_client: A
     assert pool.auto_scale_run.results is None
     assert pool.auto_scale_run.error.code == INSUFFICIENT_SAMPLES
     assert "Insufficient data from data set: $PendingTasks wanted 90%" in pool.auto_scale_run.error.message
+
+
+async def _add_tasks(client: Any, job_id: str, first: int, count: int) -> None:
+    tasks = [
+        models.BatchTaskCreateOptions(id=f"t{i}", command_line="sleep 3600")
+        for i in range(first, first + count)
+    ]
+    await client.create_task_collection(job_id, models.BatchTaskGroup(task_values=tasks))
+
+
+async def test_samples_are_the_pools_own_history_one_per_30_seconds(
+    emulator: Emulator, batch_client: Any
+) -> None:
+    await _pool_with_waiting_tasks(batch_client, "sampled", tasks=0)
+    await batch_client.enable_pool_auto_scale(
+        "sampled",
+        models.BatchPoolEnableAutoScaleOptions(
+            auto_scale_formula="$TargetDedicatedNodes = 0", auto_scale_evaluation_interval=FIVE_MINUTES
+        ),
+    )
+
+    async def evaluate_now(formula: str) -> str:
+        run = await batch_client.evaluate_pool_auto_scale(
+            "sampled", models.BatchPoolEvaluateAutoScaleOptions(auto_scale_formula=formula)
+        )
+        assert run.error is None
+        return str(run.results).removeprefix(
+            "$TargetDedicatedNodes=0;$TargetLowPriorityNodes=0;$NodeDeallocationOption=requeue;"
+        )
+
+    percent = "pct = $PendingTasks.GetSamplePercent(TimeInterval_Minute * 10); $TargetDedicatedNodes = 0"
+    assert await evaluate_now(percent) == "pct=5"  # 1 of the 20 samples ten minutes hold: the pool is new
+    emulator.clock.advance(120)
+    assert await evaluate_now(percent) == "pct=25"
+
+    emulator.clock.advance(170)  # 290 s after creation
+    await _add_tasks(batch_client, "sampled-job", 0, 10)
+    emulator.clock.advance(150)  # 440 s
+    await _add_tasks(batch_client, "sampled-job", 10, 10)
+    emulator.clock.advance(160)  # 600 s: 21 samples, at 600, 570, ... 0 s
+
+    formula = """all = $PendingTasks.GetSample(21);
+avg5 = avg($PendingTasks.GetSample(TimeInterval_Minute * 5));
+pct10 = $PendingTasks.GetSamplePercent(TimeInterval_Minute * 10);
+pct15 = $PendingTasks.GetSamplePercent(TimeInterval_Minute * 15);
+running = max($RunningTasks.GetSample(TimeInterval_Minute * 10));
+$TargetDedicatedNodes = 0"""
+    history = [20.0] * 6 + [10.0] * 5 + [0.0] * 10  # ticks 600..450, 420..300, 270..0
+    results = dict(part.split("=", 1) for part in (await evaluate_now(formula)).split(";"))
+    assert results["all"] == "[" + ",".join(f"{v:g}" for v in history) + "]"
+    assert results["avg5"] == "16"  # (6 * 20 + 4 * 10) / 10, not the current 20
+    assert (results["pct10"], results["pct15"]) == ("100", "70")
+    assert results["running"] == "0"

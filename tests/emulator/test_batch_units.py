@@ -1,4 +1,5 @@
-"""Pieces of the Batch emulator with no HTTP in between: core table, OData filters, durations, signing."""
+"""Pieces of the Batch emulator with no HTTP in between: core table, OData filters, durations, signing, the
+autoscale count history."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from azure.core.pipeline import PipelineContext, PipelineRequest
 from azure.core.rest import HttpRequest
 
 from reconciler.emulator.batch.auth import verify_shared_key
+from reconciler.emulator.batch.count_history import MAX_SAMPLES, CountHistory, counts
 from reconciler.emulator.batch.errors import BatchServiceError
 from reconciler.emulator.batch.odata import parse_filter
 from reconciler.emulator.batch.quotas import DEFAULT_CORES, cores_per_node
@@ -88,3 +90,30 @@ def test_signature_made_by_the_sdk_policy_verifies() -> None:
             **{**checked, "headers": tampered},  # type: ignore[arg-type]
         )
     assert (caught.value.status, caught.value.code) == (403, "AuthenticationFailed")
+
+
+def test_count_history_keeps_one_point_per_tick_in_a_bounded_ring() -> None:
+    history = CountHistory(origin=0.0)
+    end = 3 * 3600 - 1
+    for second in range(end + 1):  # a change every simulated second for three hours
+        history.record(float(second), counts(second % 7, 0, 0, 0, 0))
+
+    assert len(history) <= MAX_SAMPLES + 2
+    active = history.samples(float(end))["ActiveTasks"]
+    # Sample 0 is now; sample i is the tick at or before now - 30 i: ticks 359, 358, ... (x 30 s).
+    assert active == [float(end % 7)] + [float(((359 - i) * 30) % 7) for i in range(1, MAX_SAMPLES)]
+
+    restored = CountHistory(origin=0.0)
+    restored.load(history.dump())
+    assert restored.samples(float(end)) == history.samples(float(end))
+
+
+def test_count_history_of_a_quiet_pool_is_one_point() -> None:
+    history = CountHistory(origin=100.0)
+    for second in range(100, 4000, 5):
+        history.record(float(second), counts(2, 1, 1, 0, 1))
+
+    assert len(history) == 1
+    samples = history.samples(160.0)
+    assert samples["PendingTasks"] == [3.0, 3.0, 3.0]  # at 160 s, and the ticks at 130 s and 100 s
+    assert samples["CurrentDedicatedNodes"] == [1.0, 1.0, 1.0]

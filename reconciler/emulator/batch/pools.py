@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from reconciler.emulator.batch.count_history import CountHistory, counts
 from reconciler.emulator.batch.jobs import Task, task_exit_code, task_seconds
 from reconciler.emulator.batch.nodes import BOOTING, USABLE, Node
 from reconciler.emulator.batch.quotas import cores_per_node
@@ -64,6 +65,10 @@ class Pool:
     node_serial: int = 0
     communication_mode: str | None = None
     gone: bool = False
+    history: CountHistory = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.history = CountHistory(self.created)
 
     @property
     def id(self) -> str:
@@ -148,6 +153,15 @@ class Pool:
             on_autoscale(self, at)
         self.schedule_tasks(at)
         self.check_steady(at)
+        self.record_counts(at)
+
+    def record_counts(self, at: float) -> None:
+        """Note the counts autoscale samples; called wherever they may have changed."""
+        queue = self.account.queues.get(self.key)
+        active = len(queue) if queue else 0
+        self.history.record(
+            at, counts(active, self.running_tasks(), self.count(True), self.count(False), len(self.nodes))
+        )
 
     def autoscale_interval(self) -> float:
         value = self.spec.get("autoScaleEvaluationInterval")

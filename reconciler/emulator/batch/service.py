@@ -34,8 +34,6 @@ from reconciler.emulator.batch.timefmt import iso
 from reconciler.emulator.context import AccountSettings, EmulatorContext
 
 ENABLE_AUTOSCALE_SPACING = 30.0
-SAMPLE_SECONDS = 30.0
-MAX_SAMPLES = 180
 
 _UPDATABLE = (
     "displayName",
@@ -123,6 +121,7 @@ class BatchService(JobOperations):
     def _reschedule(self, pool: Pool) -> None:
         if pool.gone:
             return
+        pool.record_counts(self.now())
         due = pool.next_event()
         if due is None:
             pool.scheduled_at = None
@@ -190,6 +189,7 @@ class BatchService(JobOperations):
         pool = Pool(state, spec, now, state.new_etag(), identity=_pool_identity(identity))
         pool.state_time = pool.allocation_time = pool.last_modified = now
         state.add_pool(pool)
+        pool.record_counts(now)  # tasks may wait for the pool already; its history starts with them
         if autoscale:
             pool.autoscale_enabled_at = now
             pool.autoscale_next = now + pool.autoscale_interval()
@@ -415,23 +415,13 @@ class BatchService(JobOperations):
             ) from err
 
     def _formula_run(self, pool: Pool, formula: str, at: float) -> tuple[dict[str, Any], Any]:
-        queue = pool.account.queues.get(pool.key) or []
-        active, running = len(queue), pool.running_tasks()
-        count = min(MAX_SAMPLES, int((at - pool.created) // SAMPLE_SECONDS) + 1)
-        samples = {
-            "ActiveTasks": [float(active)] * count,
-            "RunningTasks": [float(running)] * count,
-            "PendingTasks": [float(active + running)] * count,
-            "CurrentDedicatedNodes": [float(pool.count(True))] * count,
-            "CurrentLowPriorityNodes": [float(pool.count(False))] * count,
-            "SampleNodeCount": [float(len(pool.nodes))] * count,
-        }
+        pool.record_counts(at)
         inputs = AutoScaleInputs(
             current_dedicated=pool.count(True),
             current_low_priority=pool.count(False),
             target_dedicated=pool.target_dedicated,
             target_low_priority=pool.target_low_priority,
-            samples=samples,
+            samples=pool.history.samples(at),
             now=self.clock.at(at),
         )
         stamp = iso(self.clock.at(at))

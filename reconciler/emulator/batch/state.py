@@ -15,7 +15,7 @@ from reconciler.emulator.batch.jobs import Job, Task
 from reconciler.emulator.batch.nodes import Node
 from reconciler.emulator.batch.pools import Pool
 
-_POOL_SKIP = {"account", "nodes", "scheduled_at", "gone"}
+_POOL_SKIP = {"account", "nodes", "scheduled_at", "gone", "history"}
 
 
 def _plain(obj: Any, skip: set[str]) -> dict[str, Any]:
@@ -32,6 +32,7 @@ def dump_accounts(accounts: dict[str, AccountState]) -> dict[str, Any]:
         pools = []
         for pool in state.pools.values():
             data = _plain(pool, _POOL_SKIP)
+            data["history"] = pool.history.dump()
             data["nodes"] = [
                 {**_plain(node, {"running"}), "running": [_task_key(t) for t in node.running]}
                 for node in pool.nodes.values()
@@ -79,7 +80,8 @@ def load_accounts(data: dict[str, Any], account: Callable[[str], AccountState]) 
                 tasks[(task.job_id.lower(), task.id.lower())] = task
             state.jobs[job.id.lower()] = job
         for pool_data in saved.get("pools", []):
-            pool = Pool(state, **{k: v for k, v in pool_data.items() if k != "nodes"})
+            pool = Pool(state, **{k: v for k, v in pool_data.items() if k not in ("nodes", "history")})
+            pool.history.load(pool_data.get("history") or [])
             for node_data in pool_data.get("nodes", []):
                 running = [tasks[(j, t)] for j, t in node_data.get("running", []) if (j, t) in tasks]
                 node = Node(**{k: v for k, v in node_data.items() if k != "running"}, running=running)
