@@ -3,9 +3,10 @@
 Sampling semantics: the service records one sample of every metric each 30 seconds. The emulator hands the
 evaluator each history most recent first (task and node counts from the pool's `CountHistory`), and the
 newest sample counts as recorded at the evaluation time (the service's minute of propagation delay is not
-simulated, so a test sees the counts it just caused). Sample `i` is therefore taken as `i * 30 s` old. A look-back window `[a, b)` holds the samples whose age lies in it;
-`GetSample(TimeInterval_Minute * 10)` is the window `[0, 10 min)`, which holds 20 samples when the history
-is full, and its sample percent is the share of those 20 that exist.
+simulated, so a test sees the counts it just caused). Sample `i` is therefore taken as `i * 30 s` old. A
+look-back window `[a, b)` holds the samples whose age lies in it; `GetSample(TimeInterval_Minute * 10)` is
+the window `[0, 10 min)`, which holds 20 samples when the history is full, and its sample percent is the
+share of those 20 that exist.
 """
 
 from __future__ import annotations
