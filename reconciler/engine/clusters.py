@@ -291,7 +291,7 @@ class _Run:
         return ClusterResult(
             plan=self.plan,
             outcomes=tuple(self.outcomes),
-            created=tuple(self.created),
+            created=tuple(sorted(self.created)),
             replacements=dict(self.replacements),
             orphans_deleted=dict(self.orphans),
             dask_cloudprovider_deleted=dict(self.foreign),

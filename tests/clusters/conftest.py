@@ -4,7 +4,7 @@
 - `subnet_id`: the `workers` subnet of a vnet and NSG created through the network SDK.
 - `recorder`: a pipeline policy keeping every VM PUT body the reconciler sends.
 - `make_clients(config)`: `AzureClients` over a config, with `recorder` in their pipeline.
-- `engine_for(config)`: a `ClusterEngine` paced for `FAST`.
+- `engine_for(config, time_scale=FAST, **limits)`: a `ClusterEngine` paced for the emulator's clock.
 """
 
 from __future__ import annotations
@@ -68,10 +68,10 @@ async def make_clients(recorder: RecordedBodies) -> AsyncIterator[Callable[[Conf
 def engine_for(
     make_clients: Callable[[Config], AzureClients],
 ) -> Callable[..., ClusterEngine]:
-    def build(config: Config, **limits: Any) -> ClusterEngine:
+    def build(config: Config, *, time_scale: float = FAST, **limits: Any) -> ClusterEngine:
         return ClusterEngine(
             make_clients(config),
-            pacing=Pacing(time_scale=FAST),
+            pacing=Pacing(time_scale=time_scale),
             limits=ClusterLimits(**limits),
         )
 
