@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,10 +78,10 @@ POOL_YAML = """\
 """
 
 
-@pytest.fixture
-def emulator(tmp_path: Path) -> Iterator[RunningEmulator]:
+@contextmanager
+def running_emulator(workdir: Path) -> Iterator[RunningEmulator]:
     """`reconciler emulator` as its own process, as an admin runs it; its simulated clock runs 300x."""
-    connection_file = tmp_path / "connection.json"
+    connection_file = workdir / "connection.json"
     process = subprocess.Popen(
         [
             str(BIN / "reconciler"),
@@ -96,7 +97,7 @@ def emulator(tmp_path: Path) -> Iterator[RunningEmulator]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        cwd=tmp_path,
+        cwd=workdir,
     )
     try:
         deadline = time.monotonic() + 30
@@ -113,6 +114,12 @@ def emulator(tmp_path: Path) -> Iterator[RunningEmulator]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def emulator(tmp_path: Path) -> Iterator[RunningEmulator]:
+    with running_emulator(tmp_path) as running:
+        yield running
 
 
 CONTRACT_METRICS = frozenset(
