@@ -42,13 +42,18 @@ class Notifier:
         return self.address is not None
 
     def notify(self, *lines: str) -> bool:
-        """Send one datagram of `KEY=value` lines; True when it left."""
+        """Send one datagram of `KEY=value` lines; True when it left.
+
+        Never blocks: a reader that stopped reading fills its queue, and a blocking send would then
+        freeze the event loop, scheduler and all.
+        """
         if self.address is None:
             return False
         message = "\n".join(line.replace("\n", " ") for line in lines).encode()
         try:
             if self._socket is None:
                 self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                self._socket.setblocking(False)
             self._socket.sendto(message, self.address)
         except OSError:
             return False
