@@ -107,6 +107,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._stopping = False
         self._passes: set[asyncio.Task[Any]] = set()
+        self._reloads: set[asyncio.Task[bool]] = set()
         self._retired: list[AzureClients] = []
         self._statuses: tuple[PoolStatus, ...] = ()
         self._reached_azure = False
@@ -292,7 +293,10 @@ class Daemon:
                 await clients.close()
 
     def request_reload(self) -> None:
-        asyncio.get_running_loop().create_task(self.reloader.reload("sighup"))
+        """From the SIGHUP handler; the task is held so it cannot be collected while it runs."""
+        task = asyncio.get_running_loop().create_task(self.reloader.reload("sighup"))
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
