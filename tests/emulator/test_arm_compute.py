@@ -374,3 +374,32 @@ async def test_put_on_an_existing_vm_updates_it_in_place(emu: Emulator, network:
     assert updated.vm_id == created.vm_id
     assert updated.storage_profile.os_disk.managed_disk.id == created.storage_profile.os_disk.managed_disk.id
     assert [d.name async for d in compute.disks.list_by_resource_group(RG)] == ["nic1-os"]
+
+
+async def test_vm_nic_and_disk_lists_page_with_next_link(emu: Emulator, network: Any, compute: Any) -> None:
+    names = [f"n{i}" for i in range(5)]
+    for name in names:
+        await make_network(emu, network, pip=False, name=name)
+        await (
+            await compute.virtual_machines.begin_create_or_update(RG, f"vm-{name}", vm_body(emu, nic=name))
+        ).result()
+    emu.arm.set_page_size(2)
+    emu.counters.reset()
+
+    assert [n.name async for n in network.network_interfaces.list(RG)] == names
+    assert [n.name async for n in network.network_interfaces.list_all()] == names
+    assert [v.name async for v in compute.virtual_machines.list(RG)] == [f"vm-{n}" for n in names]
+    assert [v.name async for v in compute.virtual_machines.list_all()] == [f"vm-{n}" for n in names]
+    assert [d.name async for d in compute.disks.list_by_resource_group(RG)] == [f"{n}-os" for n in names]
+    for operation in (
+        "arm.NetworkInterfaces_List",
+        "arm.NetworkInterfaces_ListAll",
+        "arm.VirtualMachines_List",
+        "arm.VirtualMachines_ListAll",
+        "arm.Disks_ListByResourceGroup",
+    ):
+        assert emu.counters.total(operation=operation, status=200) == 3, operation
+
+    # The link carries the first request's query, so every page answers what was asked.
+    listed = [v async for v in compute.virtual_machines.list(RG, expand="instanceView")]
+    assert [v.instance_view is not None for v in listed] == [True] * 5

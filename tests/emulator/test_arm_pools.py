@@ -304,3 +304,29 @@ async def test_pools_made_from_example_answers_echo_every_given_field(rg: str, m
     expected = copy.deepcopy(answer)
     expected["properties"].get("resizeOperationStatus", {}).pop("errors", None)  # a failed resize's history
     assert missing_fields(expected, seen) == []
+
+
+async def test_pool_lists_page_with_next_link(emu: Emulator, rg: str, mgmt: Any, data_plane: Any) -> None:
+    image = ImageReference(publisher="canonical", offer="ubuntu-24_04-lts", sku="server", version="latest")
+    config = VirtualMachineConfiguration(image_reference=image, node_agent_sku_id="batch.node.ubuntu 24.04")
+    names = [f"paged-{i}" for i in range(5)]
+    for name in names:
+        await data_plane.create_pool(
+            BatchPoolCreateOptions(id=name, vm_size="standard_d2s_v3", virtual_machine_configuration=config)
+        )
+    emu.arm.set_page_size(2)
+
+    assert [p.name async for p in mgmt.pool.list_by_batch_account(rg, "demo")] == names
+    assert emu.counters.total(operation="arm.Pool_ListByBatchAccount", status=200) == 3
+    assert [p.name async for p in mgmt.pool.list_by_batch_account(rg, "demo", maxresults=1)] == names
+    assert emu.counters.total(operation="arm.Pool_ListByBatchAccount", status=200) == 3 + 5
+
+    # A pool created behind the page already read neither repeats a pool nor hides one.
+    pages = mgmt.pool.list_by_batch_account(rg, "demo").by_page()
+    seen = [p.name async for p in await anext(pages)]
+    await data_plane.create_pool(
+        BatchPoolCreateOptions(id="paged-0a", vm_size="standard_d2s_v3", virtual_machine_configuration=config)
+    )
+    async for page in pages:
+        seen += [p.name async for p in page]
+    assert seen == names

@@ -59,6 +59,13 @@ class ArmService:
         """The next VM create (of `name`, or of any VM) ends with `provisioningState: Failed`."""
         self.admin.fail_next_vm_create(name, code, message)
 
+    def set_page_size(self, items: int) -> None:
+        """List answers of at most `items` per page, the rest behind `nextLink`: small pages exercise a
+        caller's paging without thousands of resources. Pool lists also honour a smaller `maxresults`."""
+        if items < 1:
+            raise ValueError("a page holds at least one item")
+        self.state.page_size = items
+
     def dump(self) -> dict[str, Any]:
         return {"state": self.state.dump(), "pools": self.pools.dump()}
 

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from reconciler.emulator.arm.errors import ArmError, not_found
-from reconciler.emulator.arm.http import api_version, base_url, json_response, read_json
+from reconciler.emulator.arm.http import api_version, base_url, json_response, page_response, read_json
 from reconciler.emulator.arm.lro import Progress, retry_headers
 from reconciler.emulator.arm.pool_convert import (
     create_body,
@@ -218,8 +218,18 @@ class BatchPoolsProvider:
 
     async def list_pools(self, request: web.Request) -> web.Response:
         account = self._account(request)
-        pools = self._call(self.batch.list_pools, account.name)
-        return json_response({"value": [self._render(account, p) for p in pools]})
+        rows = self._call(self.batch.list_pools, account.name)
+        page_size = self.state.page_size
+        wanted = request.query.get("maxresults")
+        if wanted is not None:
+            if not wanted.isdigit() or int(wanted) < 1:
+                raise ArmError(
+                    400,
+                    "InvalidQueryParameterValue",
+                    f"maxresults must be a positive integer, not '{wanted}'.",
+                )
+            page_size = min(page_size, int(wanted))
+        return page_response(request, rows, lambda body: self._render(account, body()), page_size=page_size)
 
     async def stop_resize(self, request: web.Request) -> web.Response:
         account = self._account(request)

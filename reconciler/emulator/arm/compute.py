@@ -413,8 +413,10 @@ class ComputeProvider:
             self.state.require_group(rg)
         status_only = request.query.get("statusOnly", "").lower() == "true"
         expand = "instanceview" in request.query.get("$expand", "").lower()
-        vms = [self.render_vm(vm, instance_view=status_only or expand) for vm in self.store.of_type(VM, rg)]
-        return json_response({"value": vms})
+        vms = self.store.of_type(VM, rg)
+        return self.state.list_response(
+            request, vms, lambda vm: self.render_vm(vm, instance_view=status_only or expand)
+        )
 
     async def delete_vm(self, request: web.Request) -> web.Response:
         vm = self.state.find(request.match_info["resourceGroupName"], VM, request.match_info["vmName"])
@@ -510,7 +512,7 @@ class ComputeProvider:
         rg = request.match_info.get("resourceGroupName")
         if rg is not None:
             self.state.require_group(rg)
-        return json_response({"value": [public(d) for d in self.store.of_type(DISK, rg)]})
+        return self.state.list_response(request, self.store.of_type(DISK, rg))
 
     async def delete_disk(self, request: web.Request) -> web.Response:
         disk = self.state.find(request.match_info["resourceGroupName"], DISK, request.match_info["diskName"])

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from reconciler.emulator.arm.errors import group_not_found
-from reconciler.emulator.arm.http import json_response, read_json
+from reconciler.emulator.arm.http import json_response, page_response, read_json
 from reconciler.emulator.arm.resources import ArmState
 
 
@@ -50,7 +50,8 @@ class ResourceGroups:
         )
 
     async def list(self, request: web.Request) -> web.Response:
-        return json_response({"value": [self._body(g) for g in self.state.store.groups.values()]})
+        rows = ((key.lower(), name) for key, name in self.state.store.groups.items())
+        return page_response(request, rows, self._body, page_size=self.state.page_size)
 
     def add_routes(self, app: web.Application, gate: Any) -> None:
         for segment in ("resourcegroups", "resourceGroups"):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -14,6 +17,10 @@ from reconciler.emulator.identity import ARM_AUDIENCE, LEGACY_ARM_AUDIENCE, Iden
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DEFAULT_API_VERSION = "2025-04-01"
+DEFAULT_PAGE_SIZE = 1000
+SKIP_PARAMETER = "$skiptoken"
+
+T = TypeVar("T")
 
 
 def base_url(request: web.Request) -> str:
@@ -50,6 +57,41 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
         content_type="application/json",
         headers=headers,
     )
+
+
+def page_response(
+    request: web.Request,
+    rows: Iterable[tuple[str, T]],
+    render: Callable[[T], Any],
+    *,
+    page_size: int,
+) -> web.Response:
+    """One page of an ARM list: `value`, and a `nextLink` while more remain.
+
+    `rows` are `(key, item)`; keys are unique (lower-cased names or ids) and order the list, and the link's
+    `$skiptoken` resumes after the page's last key, so a resource created or deleted between pages neither
+    repeats nor hides another, as with ARM's own skip tokens. The link keeps the request's query, api-version
+    included: azure-mgmt-network and -compute follow `nextLink` as it is, azure-mgmt-batch re-sends its
+    parameters and sets its own api-version. Only the page is rendered, so a long list costs one page.
+    """
+    after = _skipped_to(request.query.get(SKIP_PARAMETER))
+    remaining = sorted((row for row in rows if after is None or row[0] > after), key=lambda row: row[0])
+    page = remaining[: max(1, page_size)]
+    body: dict[str, Any] = {"value": [render(item) for _, item in page]}
+    if len(remaining) > len(page):
+        query = [(k, v) for k, v in request.query.items() if k != SKIP_PARAMETER]
+        query.append((SKIP_PARAMETER, base64.urlsafe_b64encode(page[-1][0].encode()).decode().rstrip("=")))
+        body["nextLink"] = f"{base_url(request)}{request.rel_url.raw_path}?{urlencode(query)}"
+    return json_response(body)
+
+
+def _skipped_to(token: str | None) -> str | None:
+    if token is None:
+        return None
+    try:
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ArmError(400, "InvalidSkipToken", f"The skip token '{token}' is not valid.") from exc
 
 
 class ArmGate:

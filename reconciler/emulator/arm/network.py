@@ -123,10 +123,10 @@ class NetworkProvider:
         async def list_group(request: web.Request) -> web.Response:
             rg = request.match_info["resourceGroupName"]
             self.state.require_group(rg)
-            return json_response({"value": [render(r) for r in self.store.of_type(provider_type, rg)]})
+            return self.state.list_response(request, self.store.of_type(provider_type, rg), render)
 
         async def list_all(request: web.Request) -> web.Response:
-            return json_response({"value": [render(r) for r in self.store.of_type(provider_type)]})
+            return self.state.list_response(request, self.store.of_type(provider_type), render)
 
         app.router.add_put(item, gate(put), name=f"arm.{label}_CreateOrUpdate")
         app.router.add_get(item, gate(get), name=f"arm.{label}_Get")
@@ -323,7 +323,7 @@ class NetworkProvider:
         return web.Response(status=200)
 
     async def list_subnets(self, request: web.Request) -> web.Response:
-        return json_response({"value": [public(s) for s in self._subnets_of(self._vnet(request))]})
+        return self.state.list_response(request, self._subnets_of(self._vnet(request)))
 
     # --- network security groups ----------------------------------------------------------------------
 

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiohttp import web
 
 from reconciler.emulator.arm.errors import ArmError, group_not_found, not_found
-from reconciler.emulator.arm.http import api_version, base_url, json_response
+from reconciler.emulator.arm.http import (
+    DEFAULT_PAGE_SIZE,
+    api_version,
+    base_url,
+    json_response,
+    page_response,
+)
 from reconciler.emulator.arm.lro import Operations, Progress, retry_headers
 from reconciler.emulator.arm.store import META, TRANSITIONAL, Resource, ResourceStore, key_of, public
 from reconciler.emulator.context import EmulatorContext
@@ -27,6 +34,7 @@ class ArmState:
             put=self._probe_put, delete=self._probe_delete, action=self._probe_action
         )
         self.faults: dict[str, list[dict[str, Any]]] = {}
+        self.page_size = DEFAULT_PAGE_SIZE
 
     @property
     def location(self) -> str:
@@ -69,8 +77,12 @@ class ArmState:
             )
         return resource
 
-    def list_response(self, resources: list[Resource]) -> web.Response:
-        return json_response({"value": [public(r) for r in resources]})
+    def list_response(
+        self, request: web.Request, resources: Iterable[Resource], render: Callable[[Resource], Any] = public
+    ) -> web.Response:
+        """One page of `resources`, in the order of their ids."""
+        rows = ((key_of(resource["id"]), resource) for resource in resources)
+        return page_response(request, rows, render, page_size=self.page_size)
 
     # --- one-shot faults ---------------------------------------------------------------------------------
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Callable
 from dataclasses import asdict, fields
+from functools import partial
 from typing import Any
 
 from reconciler.emulator.batch import validation as check
@@ -218,10 +220,14 @@ class BatchService(JobOperations):
     def get_pool(self, account: str, pool_id: str) -> dict[str, Any]:
         return pool_body(self.pool(account, pool_id), self.base_url(account))
 
-    def list_pools(self, account: str) -> list[dict[str, Any]]:
+    def list_pools(self, account: str) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
+        """Each pool's key with a renderer of its body: a management-plane page renders only its own."""
         self.sync()
         base = self.base_url(account)
-        return [pool_body(p, base, element=False) for p in self.account(account).pools_after(None)]
+        return [
+            (p.key, partial(pool_body, p, base, element=False))
+            for p in self.account(account).pools_after(None)
+        ]
 
     def list_pool_page(
         self,
