@@ -501,12 +501,13 @@ async def observe_subscription(
 
 def _dask_cloudprovider(listing: _Listing) -> list[ForeignResource]:
     found: list[ForeignResource] = []
-    for kind, items in (
+    groups: tuple[tuple[ResourceKind, list[Any]], ...] = (
         ("vm", listing.vms),
         ("nic", listing.nics),
         ("public_ip", listing.public_ips),
         ("disk", listing.disks),
-    ):
+    )
+    for kind, items in groups:
         for item in items:
             if not _is_dask_cloudprovider(_tags(item)):
                 continue
@@ -517,7 +518,7 @@ def _dask_cloudprovider(listing: _Listing) -> list[ForeignResource]:
                 attached = item.ip_configuration.id
             elif kind == "disk":
                 attached = item.managed_by
-            found.append(ForeignResource(kind, item.name, item.id, _group(item.id), attached))  # type: ignore[arg-type]
+            found.append(ForeignResource(kind, item.name, item.id, _group(item.id), attached))
     return found
 
 

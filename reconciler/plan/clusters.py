@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 from reconciler.azure.clusters import (
     ClusterSnapshot,
@@ -165,7 +165,8 @@ class ClusterPlan:
 
     @property
     def in_sync(self) -> bool:
-        return not self.steps and not self.held and self.problem is None
+        """Nothing to do and nothing to wait for (a suspended cluster counts: it is as declared)."""
+        return self.state in (ClusterState.in_sync, ClusterState.suspended)
 
     @property
     def scheduler_up(self) -> bool:
@@ -457,7 +458,8 @@ class _Planner:
             return ClusterState.missing
         if not steps and scheduler_state == "running" and not self.workers.get(WorkerState.pending):
             return ClusterState.in_sync
-        if self.replacements or scheduler_state not in ("running", "pending"):
+        broken = set(self.replacements) - {Reason.spec_changed}
+        if broken or scheduler_state not in ("running", "pending", "replacing"):
             return ClusterState.degraded
         return ClusterState.converging
 
@@ -485,13 +487,9 @@ def _plan_undeclared(name: str, observed: ObservedCluster, *, prune: bool) -> Cl
     for vm in workers_first:
         if vm.provisioning_state != "Deleting":
             steps.append(DeleteVm(vm.name, vm.resource_group, vm.role or "worker", "prune"))
-    for kind, items in (
-        ("nic", observed.nics),
-        ("public_ip", observed.public_ips),
-        ("disk", observed.disks),
-    ):
-        for item in items:
-            steps.append(DeleteResource(kind, item.name, item.resource_group, "prune"))  # type: ignore[arg-type]
+    steps.extend(DeleteResource("nic", n.name, n.resource_group, "prune") for n in observed.nics)
+    steps.extend(DeleteResource("public_ip", p.name, p.resource_group, "prune") for p in observed.public_ips)
+    steps.extend(DeleteResource("disk", d.name, d.resource_group, "prune") for d in observed.disks)
     if prune:
         return ClusterPlan(name, ClusterState.pruning, observed, steps=tuple(steps))
     counts = Counter(
@@ -507,3 +505,42 @@ def _plan_undeclared(name: str, observed: ObservedCluster, *, prune: bool) -> Cl
         observed,
         held=(f"not declared any more; its {shown} are kept because safety.prune is off",),
     )
+
+
+def describe(step: ClusterStep) -> str:
+    """One line for `plan` output and logs: what is done to which resource, and why."""
+    if isinstance(step, DeleteVm):
+        return f"delete vm {step.name} ({step.role}, {step.why})"
+    if isinstance(step, DeleteResource):
+        owner = "dask-cloudprovider " if step.foreign else ""
+        return f"delete {owner}{step.kind} {step.name} ({step.why})"
+    if isinstance(step, CreateScheduler):
+        return f"create scheduler ({step.why})"
+    if isinstance(step, CreateWorkers):
+        return f"create {len(step.names)} worker(s) {', '.join(step.names)} ({step.why})"
+    return f"tag scheduler with target workers {step.count}"
+
+
+def summary(plan: ClusterPlan) -> dict[str, Any]:
+    """The plan as JSON-ready data for `plan --output json` and `status`; names and counts only."""
+    return {
+        "cluster": plan.name,
+        "state": plan.state.value,
+        "in_sync": plan.in_sync,
+        "problem": plan.problem,
+        "scheduler": {
+            "state": plan.scheduler,
+            "ip": plan.scheduler_ip,
+            "reachable": plan.scheduler_reachable,
+        },
+        "workers": {
+            "target": plan.target_workers,
+            "healthy": plan.healthy_workers,
+            "by_state": {state.value: count for state, count in sorted(plan.workers.items())},
+        },
+        "replacements": {reason.value: count for reason, count in sorted(plan.replacements.items())},
+        "orphans": dict(sorted(plan.orphans.items())),
+        "steps": [describe(step) for step in plan.steps],
+        "held": list(plan.held),
+        "dask_cloudprovider_leftovers": list(plan.dask_cloudprovider_kept),
+    }
