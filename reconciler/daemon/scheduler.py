@@ -54,6 +54,55 @@ _EVENT_NAMES: Final = {
 }
 
 
+_WEEKDAYS: Final = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _weekday_names(field: str) -> str:
+    """A crontab day-of-week field with numbers (0 or 7 = Sunday) spelled as names.
+
+    APScheduler 3 numbers weekdays from Monday = 0, so `from_crontab("0 2 * * 1-5")` would mean
+    Tuesday to Saturday; names mean the same to both.
+    """
+    names: list[str] = []
+    for item in field.split(","):
+        base, _, step_text = item.partition("/")
+        step = int(step_text) if step_text else 1
+        if base == "*":
+            low, high = 0, 6
+        elif "-" in base:
+            first, _, last = base.partition("-")
+            if not (first.isdigit() and last.isdigit()):
+                names.append(item)
+                continue
+            low, high = int(first), int(last)
+        elif base.isdigit():
+            low = high = int(base)
+            if step_text:
+                high = 6
+        else:
+            names.append(item)
+            continue
+        if base == "*" and not step_text:
+            return "*"
+        names.extend(_WEEKDAYS[day] for day in range(low, high + 1, step) if 0 <= day <= 7)
+    return ",".join(dict.fromkeys(names))
+
+
+def cron_trigger(expression: str, timezone: str = "UTC", jitter: timedelta | None = None) -> CronTrigger:
+    """The APScheduler trigger of a standard 5-field crontab expression, weekdays as cron means them."""
+    minute, hour, day, month, weekday = expression.split()
+    seconds = int(jitter.total_seconds()) if jitter else 0
+    return CronTrigger(
+        minute=minute,
+        hour=hour,
+        day=day,
+        month=month,
+        day_of_week=_weekday_names(weekday),
+        timezone=zoneinfo.ZoneInfo(timezone),
+        jitter=seconds or None,
+    )
+
+
 def fires(trigger: CronTrigger, start: datetime, end: datetime) -> list[datetime]:
     """The trigger's fire times in [start, end], jitter left out."""
     found: list[datetime] = []
@@ -68,7 +117,7 @@ def plain_trigger(policy: RefreshPolicy) -> CronTrigger | None:
     """The schedule without its jitter: the nominal fire times a request is stamped with."""
     if policy.schedule is None:
         return None
-    return CronTrigger.from_crontab(policy.schedule, timezone=zoneinfo.ZoneInfo(policy.timezone))
+    return cron_trigger(policy.schedule, policy.timezone)
 
 
 def last_fire(policy: RefreshPolicy, now: datetime, lookback: timedelta) -> datetime | None:
@@ -87,9 +136,7 @@ class RefreshWindows:
     """
 
     def __init__(self, windows: Sequence[RefreshWindow]) -> None:
-        self._windows = [
-            (CronTrigger.from_crontab(w.start, timezone=UTC), w.duration, w.start) for w in windows
-        ]
+        self._windows = [(cron_trigger(w.start), w.duration, w.start) for w in windows]
 
     @property
     def configured(self) -> bool:
@@ -103,7 +150,8 @@ class RefreshWindows:
         """May a destructive phase begin at `now`?"""
         if not self._windows:
             return True
-        return any(fires(trigger, now - duration, now) for trigger, duration, _ in self._windows)
+        tick = timedelta(microseconds=1)
+        return any(fires(trigger, now - duration + tick, now) for trigger, duration, _ in self._windows)
 
     def next_opening(self, now: datetime) -> datetime | None:
         openings = [trigger.get_next_fire_time(None, now) for trigger, _, _ in self._windows]
@@ -197,9 +245,10 @@ class DaemonScheduler:
         )
         self._policies = {}
         for pool_id, pool in sorted(config.pools.items()):
-            trigger = pool.refresh.trigger()
-            if trigger is None or pool.suspend:
+            policy = pool.refresh
+            if policy.schedule is None or pool.suspend:
                 continue
+            trigger = cron_trigger(policy.schedule, policy.timezone, policy.jitter)
             self._policies[pool_id] = pool.refresh
             missed = self._missed(pool.refresh, now)
             self._scheduler.add_job(
