@@ -9,7 +9,7 @@ the scheduler address a worker was built for). Azure does not tag a VM's implici
 ours by the name only we give it.
 
 Every call leaves as `ClusterCallFailed` carrying the classified error. Creates and deletes return once
-ARM accepted them; `wait_vm`, `wait_gone` and friends poll to the end through the engine's deadline.
+ARM accepted them; the engine polls `get_vm`, `get_nic` and `exists` to the end, within its deadlines.
 """
 
 from __future__ import annotations

@@ -37,11 +37,13 @@ from reconciler.azure.clusters import (
     public_ip_name,
     scheduler_name,
 )
+from reconciler.azure.errors import ErrorKind
 from reconciler.engine.wait import Clock, DeadlineExceeded, Pacing, Sleep, wait_until
 from reconciler.plan.cloud_init import Role
 from reconciler.plan.cluster_bodies import nic_body, public_ip_body, vm_body
 from reconciler.plan.clusters import (
     ClusterPlan,
+    ClusterState,
     CreateScheduler,
     CreateWorkers,
     DeleteResource,
@@ -58,6 +60,8 @@ log = structlog.get_logger("reconciler.engine.clusters")
 
 T = TypeVar("T")
 _SETTLED: Final = frozenset({"Succeeded", "Failed"})
+_FINAL: Final = frozenset({ErrorKind.INVALID, ErrorKind.AUTH, ErrorKind.QUOTA})
+"""Errors another attempt in the same pass cannot fix."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +149,12 @@ class ClustersPass:
 
     @property
     def ok(self) -> bool:
-        return not self.snapshot.errors and all(r.ok for r in self.results)
+        """Everything observed, every plan valid, every step done."""
+        return (
+            not self.snapshot.errors
+            and all(p.problem is None for p in self.plans)
+            and all(r.ok for r in self.results)
+        )
 
 
 def throwaway_password() -> str:
@@ -246,8 +255,26 @@ class ClusterEngine:
         """Observe every cluster once, plan each, and carry the plans out (clusters in parallel)."""
         snapshot = await observe_clusters(self.clients, config)
         plans = plan_clusters(config, snapshot)
-        results = await asyncio.gather(*(self.apply(plan) for plan in plans))
+        allowed = prunable(plans, config.safety.max_deletions_per_run)
+        results = await asyncio.gather(
+            *(
+                self.apply(plan)
+                if plan.state is not ClusterState.pruning or plan.name in allowed
+                else _held(plan)
+                for plan in plans
+            )
+        )
         return ClustersPass(snapshot, plans, tuple(results))
+
+
+def prunable(plans: Iterable[ClusterPlan], limit: int) -> frozenset[str]:
+    """The clusters a pass may prune: `safety.max_deletions_per_run` of them, by name."""
+    return frozenset(sorted(p.name for p in plans if p.state is ClusterState.pruning)[:limit])
+
+
+async def _held(plan: ClusterPlan) -> ClusterResult:
+    outcome = StepOutcome(f"prune cluster {plan.name}", False, "held: safety.max_deletions_per_run reached")
+    return ClusterResult(plan, (outcome,))
 
 
 def _subscription_of(plan: ClusterPlan, config: Config) -> str | None:
@@ -490,7 +517,7 @@ class _Run:
             except ClusterCallFailed as exc:
                 last = str(exc)
                 self.log.warning("cluster.create.attempt_failed", vm=name, attempt=attempt, detail=last)
-                if exc.error.kind.value in ("invalid", "auth", "quota") or attempt == limits.attempts:
+                if exc.error.kind in _FINAL or attempt == limits.attempts:
                     raise _Failed(f"{last} (attempt {attempt})") from None
                 continue
             if vm is not None and vm.provisioning_state == "Succeeded":

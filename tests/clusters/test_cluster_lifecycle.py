@@ -263,3 +263,22 @@ async def test_a_suspended_cluster_is_left_alone(
     assert done.plans[0].state is ClusterState.suspended
     assert not any(isinstance(s, CreateWorkers) for s in done.plans[0].steps)
     assert await vm_names(compute) == []
+
+
+async def test_pruning_stops_at_max_deletions_per_run(
+    emu: Emulator, compute: Any, subnet_id: str, engine_for: Callable[..., ClusterEngine]
+) -> None:
+    both = config_of(emu, {"alpha": cluster_spec(n_workers=0), "beta": cluster_spec(n_workers=0)})
+    engine = engine_for(both)
+    assert not failed(await engine.reconcile(both))
+    pruning = config_of(emu, {}, safety={"prune": True, "max_deletions_per_run": 1})
+
+    first = await engine.reconcile(pruning)
+
+    assert [p.state for p in first.plans] == [ClusterState.pruning, ClusterState.pruning]
+    held = first.results[1]
+    assert [o.detail for o in held.outcomes] == ["held: safety.max_deletions_per_run reached"]
+    assert await vm_names(compute) == ["beta-dask-scheduler"]
+    second = await engine.reconcile(pruning)
+    assert second.ok
+    assert await vm_names(compute) == []
