@@ -89,6 +89,9 @@ async def _request(clients: AzureClients, account: str, pool_id: str, snapshot: 
     if observed is None:
         print(f"{pool_id}: absent; it will be created", flush=True)
         return
+    if observed.state == "deleting":
+        print(f"{pool_id}: being deleted; it will be created again", flush=True)
+        return
     if observed.refresh_pending and observed.refresh_requested_at is not None:
         print(f"{pool_id}: refresh already requested at {_iso(observed.refresh_requested_at)}", flush=True)
         return

@@ -124,3 +124,17 @@ def test_unknown_and_unmanaged_pools_are_refused_with_one_line_each(
     assert "Traceback" not in err
     assert setup.metadata("legacy") == {"owner": "someone"}
     assert markers.REFRESH_REQUESTED_AT not in setup.metadata("one")
+
+
+def test_a_pool_being_deleted_or_gone_is_created_again(
+    setup: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    setup.emu.batch_client(ACCOUNT).begin_delete_pool("two")
+    capsys.readouterr()
+    assert refresh_command(setup.config(), ["two"], False) == 0
+    assert "two: being deleted; it will be created again" in capsys.readouterr().out
+    assert refresh_command(setup.config(), ["two"], True) == 0
+    out = capsys.readouterr().out
+    assert "two: done: built from the spec and at its target" in out
+    assert setup.sim_pool("two").state == "active"
+    assert setup.metadata("two")[markers.MANAGED_BY] == markers.MANAGED_BY_VALUE
