@@ -132,7 +132,8 @@ async def create_pool(
             await clients.batch(account).create_pool(body)
     except _FAILURES as exc:
         error = classify(exc)
-        if error.code not in ("PoolExists", "Conflict") and error.status != 409:
+        # The data plane says PoolExists; ARM answers our If-None-Match with 412.
+        if error.code != "PoolExists" and error.kind is not ErrorKind.PRECONDITION:
             raise OperationFailed("create", pool_id, error) from None
         existing = await get_pool(clients, account, pool_id)
         if (

@@ -125,6 +125,8 @@ async def test_a_pool_with_identities_is_created_through_arm(emu: Emulator) -> N
         engine = Engine(clients, pacing=Pacing(time_scale=SCALE))
         result = await engine.runner(ACCOUNT, "ided", config.pools["ided"]).run()
         snapshot = await observe(clients)
+        ours = desired_markers(config.pools["ided"])
+        again = await operations.create_pool(clients, ACCOUNT, "ided", config.pools["ided"], ours)
     assert result.outcome is Outcome.DONE, result.detail
     pool: Any = emu.batch.pool(ACCOUNT, "ided")
     assert pool.identity is not None
@@ -132,3 +134,4 @@ async def test_a_pool_with_identities_is_created_through_arm(emu: Emulator) -> N
     metadata = names(pool.spec["metadata"])
     assert metadata[markers.SPEC_HASH] == desired_markers(config.pools["ided"])[markers.SPEC_HASH]
     assert make_plan(config, snapshot, now=snapshot.observed_at).in_sync
+    assert again is operations.CreateOutcome.ADOPTED
