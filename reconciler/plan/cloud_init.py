@@ -37,7 +37,10 @@ class CustomDataTooLarge(ValueError):
 
 
 def option_flags(options: Mapping[str, Any]) -> list[str]:
-    """`{"idle_timeout": "1h", "dashboard": False}` as `--idle-timeout 1h --no-dashboard`, Dask CLI style."""
+    """`{"idle_timeout": "1h", "dashboard": False}` as `--idle-timeout 1h --no-dashboard`, Dask CLI style.
+
+    A mapping becomes one `k=v k=v` argument, the form of `dask worker --resources`.
+    """
     flags: list[str] = []
     for key, value in options.items():
         flag = "--" + str(key).replace("_", "-")
@@ -47,6 +50,8 @@ def option_flags(options: Mapping[str, Any]) -> list[str]:
             flags.append("--no-" + flag[2:])
         elif value is None:
             continue
+        elif isinstance(value, dict):
+            flags.extend([flag, " ".join(f"{k}={v}" for k, v in value.items())])
         elif isinstance(value, list | tuple):
             for item in value:
                 flags.extend([flag, str(item)])

@@ -544,3 +544,25 @@ def summary(plan: ClusterPlan) -> dict[str, Any]:
         "held": list(plan.held),
         "dask_cloudprovider_leftovers": list(plan.dask_cloudprovider_kept),
     }
+
+
+def status_line(plan: ClusterPlan) -> str:
+    """One line per cluster for `status`: scheduler, workers healthy of target, evictions, leftovers."""
+    if plan.problem is not None:
+        return f"{plan.name}: {plan.state.value}: {plan.problem}"
+    reach = {True: ", reachable", False: ", NOT reachable", None: ""}[plan.scheduler_reachable]
+    address = f" {plan.scheduler_ip}" if plan.scheduler_ip else ""
+    parts = [
+        f"scheduler {plan.scheduler}{address}{reach}",
+        f"workers {plan.healthy_workers}/{plan.target_workers} healthy",
+    ]
+    unwell = {
+        s.value: n
+        for s, n in sorted(plan.workers.items())
+        if s not in (WorkerState.running, WorkerState.outdated)
+    }
+    if unwell:
+        parts.append(", ".join(f"{n} {state}" for state, n in unwell.items()))
+    if plan.dask_cloudprovider_kept:
+        parts.append(f"{len(plan.dask_cloudprovider_kept)} dask-cloudprovider leftover(s)")
+    return f"{plan.name}: {plan.state.value}: " + "; ".join(parts)

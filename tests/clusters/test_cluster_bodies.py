@@ -201,6 +201,12 @@ def test_cloud_init_without_bootstrap_runs_extra_lines_and_the_scheduler_with_op
     ]
 
 
+def test_worker_resources_become_one_argument() -> None:
+    cluster = spec(worker_options={"resources": {"GPU": 1, "MEM": "10e9"}})
+    boot = yaml.safe_load(render_cloud_init(cluster, "worker", "10.0.0.9"))
+    assert boot["runcmd"][-2][-2:] == ["--resources", "GPU=1 MEM=10e9"]
+
+
 def test_worker_class_becomes_dask_worker_flags() -> None:
     plain = yaml.safe_load(
         render_cloud_init(spec(worker_class="dask.distributed.Worker"), "worker", "10.0.0.9")

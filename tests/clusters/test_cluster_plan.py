@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ from reconciler.plan.clusters import (
     WorkerState,
     describe,
     plan_cluster,
+    status_line,
     summary,
 )
 from reconciler.spec.cluster import Cluster
@@ -199,3 +201,10 @@ def test_summary_and_describe() -> None:
     ]
     assert shown["workers"] == {"target": 1, "healthy": 0, "by_state": {}}
     assert describe(SetTargetWorkers(3)) == "tag scheduler with target workers 3"
+
+
+def test_status_line_names_scheduler_workers_and_evictions() -> None:
+    spec = desired(n_workers=2, spot={"enabled": True, "eviction_policy": "Deallocate"})
+    evicted = replace(vm("c1-dask-worker-0001", "worker", spec, power="deallocated", age=1), priority="Spot")
+    plan = plan_cluster("c1", spec, cluster(spec, workers(spec, 1)[0], evicted), prune=False)
+    assert status_line(plan) == ("c1: degraded: scheduler running 10.5.1.4; workers 1/2 healthy; 1 evicted")
