@@ -137,7 +137,7 @@ def figures(plan: ClusterPlan, result: ClusterResult | None = None) -> ClusterFi
         target_workers=plan.target_workers,
         scheduler_up=plan.scheduler_up,
         replacements=dict(result.replacements) if result is not None else {},
-        orphans_deleted={k: v for k, v in (result.orphans_deleted if result else {}).items()},
+        orphans_deleted={str(k): n for k, n in result.orphans_deleted.items()} if result is not None else {},
     )
 
 
@@ -330,10 +330,19 @@ class _Run:
     async def execute(self) -> None:
         lost = self.plan.replacements.get(Reason.missing, 0)
         deletions = self._steps(DeleteVm)
-        await asyncio.gather(*(self._step(f"delete vm {s.name}", self._delete_vm(s)) for s in deletions))
+        deleted = await asyncio.gather(
+            *(self._step(f"delete vm {s.name}", self._delete_vm(s)) for s in deletions)
+        )
+        undeleted = {s.name for s, ok in zip(deletions, deleted, strict=True) if not ok}
         await self._delete_resources([s for s in self._steps(DeleteResource) if not s.foreign])
         for create in self._steps(CreateScheduler):
             label = f"create scheduler {scheduler_name(self.plan.name)}"
+            if scheduler_name(self.plan.name) in undeleted:
+                self.outcomes.append(
+                    StepOutcome(label, False, "skipped: the old scheduler is not deleted yet")
+                )
+                self.scheduler_failed = True
+                continue
             self.scheduler_failed = not await self._step(label, self._create_scheduler())
             if create.why == Reason.missing.value:
                 lost -= 1
