@@ -173,10 +173,11 @@ def test_the_daemons_stack_runs_under_memory_deny_write_execute(
     assert "wx" in json.dumps(json.loads(state.stdout))
 
 
-def test_readme_reports_the_measured_exposure(tmp_path: Path) -> None:
+@pytest.mark.parametrize("readme", ["systemd/README.md", "deploy/README.md"])
+def test_readme_reports_the_measured_exposure(readme: str, tmp_path: Path) -> None:
     level = exposure(templated(tmp_path))
-    readme = (ROOT / "systemd" / "README.md").read_text()
-    assert f"**{level:.1f} OK**" in readme, f"systemd/README.md should report the exposure level {level:.1f}"
+    text = (ROOT / readme).read_text()
+    assert f"**{level:.1f} OK**" in text, f"{readme} should report the exposure level {level:.1f}"
 
 
 @pytest.mark.parametrize("path", ["/etc/reconciler/config.yaml", "/etc/reconciler/env"])
