@@ -7,7 +7,7 @@ Imports of the heavier packages happen inside each command so that `reconciler -
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 
@@ -174,6 +174,42 @@ def export(
     from reconciler.commands.export import export_command
 
     raise typer.Exit(export_command(config, account, output))
+
+
+@app.command()
+def run(
+    config: ConfigOption = DEFAULT_CONFIG,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Override metrics.port (0 picks a free port, logged at start).")
+    ] = None,
+    log_format: Annotated[str | None, typer.Option(help="auto, json or console.")] = None,
+) -> None:
+    """Run the daemon: reconcile on a schedule, refresh pools nightly, serve /metrics; SIGHUP reloads."""
+    from reconciler.commands.run import run_command
+    from reconciler.daemon.logs import Format
+
+    if log_format not in (None, "auto", "json", "console"):
+        raise typer.BadParameter("must be auto, json or console", param_hint="--log-format")
+    raise typer.Exit(
+        run_command(config, metrics_port=metrics_port, log_format=cast(Format | None, log_format))
+    )
+
+
+@app.command()
+def gc(
+    config: ConfigOption = DEFAULT_CONFIG,
+    dask_cloudprovider: Annotated[
+        bool,
+        typer.Option(
+            "--dask-cloudprovider", help="Remove what dask-cloudprovider's AzureVMCluster left behind."
+        ),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking.")] = False,
+) -> None:
+    """Report, and with --dask-cloudprovider remove, leftover cluster resources."""
+    from reconciler.commands.gc import gc_command
+
+    raise typer.Exit(gc_command(config, dask_cloudprovider, yes))
 
 
 def main() -> None:
