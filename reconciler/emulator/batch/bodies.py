@@ -37,25 +37,37 @@ NODE_STATES = {
 }
 
 # Properties the pool's own state answers for; the rest of the spec is echoed as given.
-_STATEFUL = {
-    "id",
-    "targetDedicatedNodes",
-    "targetLowPriorityNodes",
-    "enableAutoScale",
-    "autoScaleFormula",
-    "autoScaleEvaluationInterval",
-}
+_STATEFUL = frozenset(
+    {
+        "id",
+        "targetDedicatedNodes",
+        "targetLowPriorityNodes",
+        "enableAutoScale",
+        "autoScaleFormula",
+        "autoScaleEvaluationInterval",
+    }
+)
 
 
 def metadata_url(base: str, what: str) -> str:
     return f"{base}/$metadata#{what}"
 
 
+def _entity(base: str, what: str, element: bool) -> dict[str, Any]:
+    """A body of its own carries the OData annotation first; an item of a list carries none."""
+    return {"odata.metadata": metadata_url(base, f"{what}/@Element")} if element else {}
+
+
+def _echo(body: dict[str, Any], spec: dict[str, Any], stateful: frozenset[str] = frozenset()) -> None:
+    """The rest of the request as given, after what the state answers for: the service echoes it."""
+    for key, value in spec.items():
+        if key not in body and key not in stateful:
+            body[key] = value
+
+
 def pool_body(pool: Pool, base: str, *, element: bool = True) -> dict[str, Any]:
     at = pool.account.clock_at
-    body: dict[str, Any] = {}
-    if element:
-        body["odata.metadata"] = metadata_url(base, "pools/@Element")
+    body = _entity(base, "pools", element)
     body.update(
         {
             "id": pool.id,
@@ -86,9 +98,7 @@ def pool_body(pool: Pool, base: str, *, element: bool = True) -> dict[str, Any]:
         body["autoScaleEvaluationInterval"] = pool.spec.get("autoScaleEvaluationInterval", "PT15M")
         if pool.autoscale_run is not None:
             body["autoScaleRun"] = pool.autoscale_run
-    for key, value in pool.spec.items():
-        if key not in body and key not in _STATEFUL:
-            body[key] = value
+    _echo(body, pool.spec, _STATEFUL)
     if pool.communication_mode is not None:
         body["currentNodeCommunicationMode"] = pool.communication_mode
     if pool.identity:
@@ -98,9 +108,7 @@ def pool_body(pool: Pool, base: str, *, element: bool = True) -> dict[str, Any]:
 
 def node_body(pool: Pool, node: Node, base: str, *, element: bool = True) -> dict[str, Any]:
     at = pool.account.clock_at
-    body: dict[str, Any] = {}
-    if element:
-        body["odata.metadata"] = metadata_url(base, "nodes/@Element")
+    body = _entity(base, "nodes", element)
     body.update(
         {
             "id": node.id,
@@ -169,9 +177,7 @@ def node_counts(nodes: list[Node]) -> dict[str, int]:
 
 
 def job_body(job: Job, base: str, clock_at: ClockAt, *, element: bool = True) -> dict[str, Any]:
-    body: dict[str, Any] = {}
-    if element:
-        body["odata.metadata"] = metadata_url(base, "jobs/@Element")
+    body = _entity(base, "jobs", element)
     body.update(
         {
             "id": job.id,
@@ -183,9 +189,7 @@ def job_body(job: Job, base: str, clock_at: ClockAt, *, element: bool = True) ->
             "stateTransitionTime": iso(clock_at(job.state_time)),
         }
     )
-    for key, value in job.spec.items():
-        if key not in body:
-            body[key] = value
+    _echo(body, job.spec)
     body["executionInfo"] = {"startTime": iso(clock_at(job.created)), "poolId": job.pool_id}
     return body
 
@@ -209,9 +213,7 @@ def task_execution(task: Task, clock_at: ClockAt) -> dict[str, Any]:
 
 
 def task_body(task: Task, base: str, clock_at: ClockAt, *, element: bool = True) -> dict[str, Any]:
-    body: dict[str, Any] = {}
-    if element:
-        body["odata.metadata"] = metadata_url(base, "tasks/@Element")
+    body = _entity(base, "tasks", element)
     body.update(
         {
             "id": task.id,
@@ -226,9 +228,7 @@ def task_body(task: Task, base: str, clock_at: ClockAt, *, element: bool = True)
     if task.previous_state is not None and task.previous_state_time is not None:
         body["previousState"] = task.previous_state
         body["previousStateTransitionTime"] = iso(clock_at(task.previous_state_time))
-    for key, value in task.spec.items():
-        if key not in body:
-            body[key] = value
+    _echo(body, task.spec)
     body["executionInfo"] = task_execution(task, clock_at)
     if task.node_id is not None and task.pool_id is not None and task.state != "active":
         node_url = f"{base}/pools/{task.pool_id}/nodes/{task.node_id}"

@@ -20,7 +20,7 @@ from reconciler.emulator.batch.auth import authentication_failed, verify_shared_
 from reconciler.emulator.batch.bodies import pool_body
 from reconciler.emulator.batch.errors import BatchServiceError
 from reconciler.emulator.batch.odata import parse_select, project
-from reconciler.emulator.batch.paging import Page, next_link
+from reconciler.emulator.batch.paging import ListQuery, Page, next_link
 from reconciler.emulator.batch.pools import Pool
 from reconciler.emulator.batch.service import BatchService
 from reconciler.emulator.batch.timefmt import iso, parse_http_date, rfc1123
@@ -73,14 +73,11 @@ class Call:
             raise BatchServiceError(400, "InvalidRequestBody", "The request body must be a JSON object.")
         return parsed
 
-    def paging(self) -> dict[str, Any]:
+    def paging(self) -> ListQuery:
         q = self.request.query
-        return {
-            "filter_text": q.get("$filter"),
-            "select": q.get("$select"),
-            "max_results": self.query_int("maxresults"),
-            "skip": q.get("$skiptoken"),
-        }
+        return ListQuery(
+            q.get("$filter"), q.get("$select"), self.query_int("maxresults"), q.get("$skiptoken")
+        )
 
     def page(self, path: str, page: Page, metadata: str) -> web.Response:
         body: dict[str, Any] = {"odata.metadata": f"{self.base}/$metadata#{metadata}", "value": page.items}
@@ -219,7 +216,7 @@ def _wrap(
 
 
 async def list_pools(request: web.Request, call: Call) -> web.StreamResponse:
-    page = call.service.list_pool_page(call.account, call.base, **call.paging())
+    page = call.service.list_pool_page(call.account, call.base, call.paging())
     return call.page("pools", page, "pools")
 
 
@@ -247,52 +244,38 @@ async def pool_exists(request: web.Request, call: Call) -> web.StreamResponse:
     return pool_headers(web.Response(status=200), pool, call.base)
 
 
-async def update_pool(request: web.Request, call: Call) -> web.StreamResponse:
-    pool = _pool(call)
-    call.service.patch_pool(call.account, pool.id, await call.body())
-    return pool_headers(web.Response(status=200), pool, call.base)
+PoolChange = Callable[[BatchService, str, str, dict[str, Any]], object]
 
 
-async def replace_pool(request: web.Request, call: Call) -> web.StreamResponse:
-    pool = _pool(call)
-    call.service.replace_pool(call.account, pool.id, await call.body())
-    return pool_headers(web.Response(status=204), pool, call.base)
+def _pool_change(change: PoolChange, status: int, *, reads_body: bool = True) -> Handler:
+    """A pool operation the service answers with a status and the pool's new ETag and Last-Modified only.
+    One that takes no body does not parse the request's, as the service ignores it."""
+
+    async def handle(request: web.Request, call: Call) -> web.StreamResponse:
+        pool = _pool(call)
+        change(call.service, call.account, pool.id, await call.body() if reads_body else {})
+        return pool_headers(web.Response(status=status), pool, call.base)
+
+    return handle
+
+
+update_pool = _pool_change(BatchService.patch_pool, 200)
+replace_pool = _pool_change(BatchService.replace_pool, 204)
+resize_pool = _pool_change(BatchService.resize_pool, 202)
+remove_nodes = _pool_change(BatchService.remove_nodes, 202)
+enable_autoscale = _pool_change(BatchService.enable_autoscale, 200)
+stop_resize = _pool_change(
+    lambda service, account, pool_id, _: service.stop_resize(account, pool_id), 202, reads_body=False
+)
+disable_autoscale = _pool_change(
+    lambda service, account, pool_id, _: service.disable_autoscale(account, pool_id), 200, reads_body=False
+)
 
 
 async def delete_pool(request: web.Request, call: Call) -> web.StreamResponse:
     pool = _pool(call)
     call.service.delete_pool(call.account, pool.id)
     return web.Response(status=202)
-
-
-async def resize_pool(request: web.Request, call: Call) -> web.StreamResponse:
-    pool = _pool(call)
-    call.service.resize_pool(call.account, pool.id, await call.body())
-    return pool_headers(web.Response(status=202), pool, call.base)
-
-
-async def stop_resize(request: web.Request, call: Call) -> web.StreamResponse:
-    pool = _pool(call)
-    call.service.stop_resize(call.account, pool.id)
-    return pool_headers(web.Response(status=202), pool, call.base)
-
-
-async def remove_nodes(request: web.Request, call: Call) -> web.StreamResponse:
-    pool = _pool(call)
-    call.service.remove_nodes(call.account, pool.id, await call.body())
-    return pool_headers(web.Response(status=202), pool, call.base)
-
-
-async def enable_autoscale(request: web.Request, call: Call) -> web.StreamResponse:
-    pool = _pool(call)
-    call.service.enable_autoscale(call.account, pool.id, await call.body())
-    return pool_headers(web.Response(status=200), pool, call.base)
-
-
-async def disable_autoscale(request: web.Request, call: Call) -> web.StreamResponse:
-    pool = _pool(call)
-    call.service.disable_autoscale(call.account, pool.id)
-    return pool_headers(web.Response(status=200), pool, call.base)
 
 
 async def evaluate_autoscale(request: web.Request, call: Call) -> web.StreamResponse:
@@ -303,7 +286,7 @@ async def evaluate_autoscale(request: web.Request, call: Call) -> web.StreamResp
 
 async def list_nodes(request: web.Request, call: Call) -> web.StreamResponse:
     pool_id = request.match_info["poolId"]
-    page = call.service.list_node_page(call.account, pool_id, call.base, **call.paging())
+    page = call.service.list_node_page(call.account, pool_id, call.base, call.paging())
     return call.page(f"pools/{pool_id}/nodes", page, "nodes")
 
 
@@ -313,23 +296,26 @@ async def get_node(request: web.Request, call: Call) -> web.StreamResponse:
 
 
 async def list_node_counts(request: web.Request, call: Call) -> web.StreamResponse:
-    paging = call.paging()
-    paging.pop("select")
-    page = call.service.list_node_counts(call.account, **paging)
+    page = call.service.list_node_counts(call.account, call.paging())
     return call.page("nodecounts", page, "poolnodecounts")
+
+
+def _created(call: Call, path: str, etag: str, last_modified: float) -> web.Response:
+    """The 201 of an add: the new entity's ETag, Last-Modified and address, no body."""
+    response = web.Response(status=201)
+    response.headers["ETag"] = etag
+    response.headers["Last-Modified"] = rfc1123(call.service.clock.at(last_modified))
+    response.headers["DataServiceId"] = f"{call.base}/{path}"
+    return response
 
 
 async def create_job(request: web.Request, call: Call) -> web.StreamResponse:
     job = call.service.create_job(call.account, await call.body())
-    response = web.Response(status=201)
-    response.headers["ETag"] = job.etag
-    response.headers["Last-Modified"] = rfc1123(call.service.clock.at(job.last_modified))
-    response.headers["DataServiceId"] = f"{call.base}/jobs/{job.id}"
-    return response
+    return _created(call, f"jobs/{job.id}", job.etag, job.last_modified)
 
 
 async def list_jobs(request: web.Request, call: Call) -> web.StreamResponse:
-    return call.page("jobs", call.service.list_job_page(call.account, call.base, **call.paging()), "jobs")
+    return call.page("jobs", call.service.list_job_page(call.account, call.base, call.paging()), "jobs")
 
 
 async def get_job(request: web.Request, call: Call) -> web.StreamResponse:
@@ -347,11 +333,7 @@ async def delete_job(request: web.Request, call: Call) -> web.StreamResponse:
 async def create_task(request: web.Request, call: Call) -> web.StreamResponse:
     job_id = request.match_info["jobId"]
     task = call.service.add_task(call.account, job_id, await call.body())
-    response = web.Response(status=201)
-    response.headers["ETag"] = task.etag
-    response.headers["Last-Modified"] = rfc1123(call.service.clock.at(task.last_modified))
-    response.headers["DataServiceId"] = f"{call.base}/jobs/{task.job_id}/tasks/{task.id}"
-    return response
+    return _created(call, f"jobs/{task.job_id}/tasks/{task.id}", task.etag, task.last_modified)
 
 
 async def create_task_collection(request: web.Request, call: Call) -> web.StreamResponse:
@@ -361,7 +343,7 @@ async def create_task_collection(request: web.Request, call: Call) -> web.Stream
 
 async def list_tasks(request: web.Request, call: Call) -> web.StreamResponse:
     job_id = request.match_info["jobId"]
-    page = call.service.list_task_page(call.account, job_id, call.base, **call.paging())
+    page = call.service.list_task_page(call.account, job_id, call.base, call.paging())
     return call.page(f"jobs/{job_id}/tasks", page, "tasks")
 
 

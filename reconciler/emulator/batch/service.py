@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from functools import partial
 from typing import Any
 
@@ -27,8 +27,7 @@ from reconciler.emulator.batch.bodies import (
 )
 from reconciler.emulator.batch.errors import BatchServiceError
 from reconciler.emulator.batch.nodes import Node
-from reconciler.emulator.batch.odata import parse_filter, parse_select, project
-from reconciler.emulator.batch.paging import Page, limit, next_query, page
+from reconciler.emulator.batch.paging import ListQuery, Page, keyed_page, page
 from reconciler.emulator.batch.pools import Pool, Timings
 from reconciler.emulator.batch.state import dump_accounts, load_accounts
 from reconciler.emulator.batch.tasking import JobOperations, not_found
@@ -229,30 +228,10 @@ class BatchService(JobOperations):
             for p in self.account(account).pools_after(None)
         ]
 
-    def list_pool_page(
-        self,
-        account: str,
-        base: str,
-        *,
-        filter_text: str | None = None,
-        select: str | None = None,
-        max_results: int | None = None,
-        skip: str | None = None,
-    ) -> Page:
+    def list_pool_page(self, account: str, base: str, query: ListQuery) -> Page:
         self.sync()
-        predicate = parse_filter(filter_text)
-        fields_ = parse_select(select)
-        cap = limit(max_results)
-        items: list[dict[str, Any]] = []
-        last: str | None = None
-        for pool in self.account(account).pools_after(skip):
-            if predicate is not None and not predicate(_pool_row(pool)):
-                continue
-            if len(items) == cap:
-                return Page(items, next_query(last, filter_text, select, max_results))
-            items.append(project(pool_body(pool, base, element=False), fields_))
-            last = pool.key
-        return Page(items, None)
+        pools = ((pool.key, pool) for pool in self.account(account).pools_after(query.skip))
+        return keyed_page(pools, query, row=_pool_row, body=lambda pool: pool_body(pool, base, element=False))
 
     def patch_pool(self, account: str, pool_id: str, body: dict[str, Any]) -> dict[str, Any]:
         pool = self._active_pool(account, pool_id)
@@ -458,21 +437,9 @@ class BatchService(JobOperations):
 
     # ---- nodes ----
 
-    def list_node_page(
-        self,
-        account: str,
-        pool_id: str,
-        base: str,
-        *,
-        filter_text: str | None = None,
-        select: str | None = None,
-        max_results: int | None = None,
-        skip: str | None = None,
-    ) -> Page:
+    def list_node_page(self, account: str, pool_id: str, base: str, query: ListQuery) -> Page:
         pool = self.pool(account, pool_id)
-        predicate = parse_filter(filter_text)
-        rows = [node_body(pool, node, base, element=False) for node in pool.nodes.values()]
-        return page(rows, predicate, parse_select(select), max_results, skip, filter_text, select)
+        return page([node_body(pool, node, base, element=False) for node in pool.nodes.values()], query)
 
     def get_node(self, account: str, pool_id: str, node_id: str, base: str) -> dict[str, Any]:
         pool = self.pool(account, pool_id)
@@ -481,32 +448,12 @@ class BatchService(JobOperations):
             raise not_found("Node", "node")
         return node_body(pool, node, base)
 
-    def list_node_counts(
-        self,
-        account: str,
-        *,
-        filter_text: str | None = None,
-        max_results: int | None = None,
-        skip: str | None = None,
-    ) -> Page:
+    def list_node_counts(self, account: str, query: ListQuery) -> Page:
+        """Counts per pool; the operation has no `$select`, so one given is not carried to the next page."""
         self.sync()
-        predicate = parse_filter(filter_text)
-        cap = limit(max_results)
-        items: list[dict[str, Any]] = []
-        last: str | None = None
-        for pool in self.account(account).pools_after(skip):
-            row = {
-                "poolId": pool.id,
-                "dedicated": node_counts([n for n in pool.nodes.values() if n.dedicated]),
-                "lowPriority": node_counts([n for n in pool.nodes.values() if not n.dedicated]),
-            }
-            if predicate is not None and not predicate(row):
-                continue
-            if len(items) == cap:
-                return Page(items, next_query(last, filter_text, None, max_results))
-            items.append(row)
-            last = pool.key
-        return Page(items, None)
+        query = replace(query, select=None)
+        rows = ((pool.key, _node_count_row(pool)) for pool in self.account(account).pools_after(query.skip))
+        return keyed_page(rows, query, row=_same, body=_same)
 
     # ---- admin controls ----
 
@@ -617,6 +564,18 @@ def _pool_identity(identity: dict[str, Any] | None) -> dict[str, Any] | None:
         listed = [{"resourceId": rid, **(props or {})} for rid, props in assigned.items()]
         return {"type": identity.get("type", "UserAssigned"), "userAssignedIdentities": listed}
     return identity
+
+
+def _node_count_row(pool: Pool) -> dict[str, Any]:
+    return {
+        "poolId": pool.id,
+        "dedicated": node_counts([n for n in pool.nodes.values() if n.dedicated]),
+        "lowPriority": node_counts([n for n in pool.nodes.values() if not n.dedicated]),
+    }
+
+
+def _same(row: dict[str, Any]) -> dict[str, Any]:
+    return row
 
 
 def _pool_row(pool: Pool) -> dict[str, Any]:

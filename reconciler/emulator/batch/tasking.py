@@ -9,8 +9,7 @@ from reconciler.emulator.batch.accounts import AccountState
 from reconciler.emulator.batch.bodies import job_body, metadata_url, task_body
 from reconciler.emulator.batch.errors import BatchServiceError
 from reconciler.emulator.batch.jobs import Job, Task, job_defaults, task_defaults
-from reconciler.emulator.batch.odata import parse_filter, parse_select
-from reconciler.emulator.batch.paging import Page, page
+from reconciler.emulator.batch.paging import ListQuery, Page, page
 from reconciler.emulator.batch.pools import Pool
 from reconciler.emulator.batch.timefmt import iso
 from reconciler.emulator.clock import SimClock
@@ -63,21 +62,10 @@ class JobOperations:
     def job_body(self, account: str, job: Job, base: str, *, element: bool = True) -> dict[str, Any]:
         return job_body(job, base, self.clock.at, element=element)
 
-    def list_job_page(
-        self,
-        account: str,
-        base: str,
-        *,
-        filter_text: str | None = None,
-        select: str | None = None,
-        max_results: int | None = None,
-        skip: str | None = None,
-    ) -> Page:
+    def list_job_page(self, account: str, base: str, query: ListQuery) -> Page:
         self.sync()
         rows = [job_body(j, base, self.clock.at, element=False) for j in self.account(account).jobs.values()]
-        return page(
-            rows, parse_filter(filter_text), parse_select(select), max_results, skip, filter_text, select
-        )
+        return page(rows, query)
 
     def delete_job(self, account: str, job_id: str) -> None:
         job = self.job(account, job_id)
@@ -174,22 +162,10 @@ class JobOperations:
     def task_body(self, task: Task, base: str, *, element: bool = True) -> dict[str, Any]:
         return task_body(task, base, self.clock.at, element=element)
 
-    def list_task_page(
-        self,
-        account: str,
-        job_id: str,
-        base: str,
-        *,
-        filter_text: str | None = None,
-        select: str | None = None,
-        max_results: int | None = None,
-        skip: str | None = None,
-    ) -> Page:
+    def list_task_page(self, account: str, job_id: str, base: str, query: ListQuery) -> Page:
         job = self.job(account, job_id)
         rows = [task_body(t, base, self.clock.at, element=False) for t in job.tasks.values()]
-        return page(
-            rows, parse_filter(filter_text), parse_select(select), max_results, skip, filter_text, select
-        )
+        return page(rows, query)
 
     def task_counts(self, account: str, job_id: str, base: str) -> dict[str, Any]:
         job = self.job(account, job_id)
