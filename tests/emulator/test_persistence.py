@@ -45,6 +45,31 @@ async def test_pools_survive_a_restart(tmp_path: Path) -> None:
             assert (await client.get_pool("kept")).vm_size == "standard_d2s_v3"
 
 
+async def test_autoscale_sample_history_survives_a_restart(tmp_path: Path) -> None:
+    state_file = tmp_path / "state.json"
+    async with Emulator(state_file=state_file) as first:
+        async with first.batch_client() as client:
+            await client.create_pool(pool("sampled"))
+            job = models.BatchJobCreateOptions(
+                id="waiting", pool_info=models.BatchPoolInfo(pool_id="sampled")
+            )
+            await client.create_job(job)
+            first.clock.advance(15)
+            for i in range(3):
+                await client.create_task(
+                    "waiting", models.BatchTaskCreateOptions(id=f"t{i}", command_line="sleep 60")
+                )
+        first.clock.advance(180)
+
+    formula = "pct = $PendingTasks.GetSamplePercent(TimeInterval_Minute * 3); $TargetDedicatedNodes = 0"
+    async with Emulator(state_file=state_file) as second, second.batch_client() as client:
+        enable = models.BatchPoolEnableAutoScaleOptions(auto_scale_formula="$TargetDedicatedNodes = 0")
+        await client.enable_pool_auto_scale("sampled", enable)
+        options = models.BatchPoolEvaluateAutoScaleOptions(auto_scale_formula=formula)
+        run = await client.evaluate_pool_auto_scale("sampled", options)
+        assert run.results.endswith(";pct=100")  # six samples from before the restart, not one from after it
+
+
 async def test_state_is_saved_on_demand_without_stopping(tmp_path: Path) -> None:
     state_file = tmp_path / "state.json"
     async with Emulator(state_file=state_file) as emu:
