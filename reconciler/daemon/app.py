@@ -251,6 +251,10 @@ class Daemon:
         pool = self.config.pools.get(pool_id)
         if pool is None or self._stopping:
             return
+        task = asyncio.current_task()
+        if task is not None:
+            self._passes.add(task)
+            task.add_done_callback(self._passes.discard)
         bound = log.bind(pool=pool_id, account=pool.account, scheduled=operations.iso_utc(scheduled))
         try:
             observed = await operations.get_pool(self.clients, pool.account, pool_id)
@@ -358,8 +362,6 @@ class Daemon:
         await _settle(set(self._passes), deadline)
         if self.listener is not None:
             await self.listener.close()
-        others = {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
-        await _settle(others, deadline)
         self._retired.append(self.clients)
         await self._close_retired()
         self.notifier.close()

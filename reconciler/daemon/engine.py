@@ -11,6 +11,7 @@ step boundary; the level-triggered cycle resumes from what Azure shows after a r
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +19,7 @@ from typing import Final
 
 import structlog
 
+from reconciler.engine.cycle import Outcome
 from reconciler.engine.executor import ActionResult, Engine
 from reconciler.plan.actions import ActionKind, HeldAction, Plan, PoolAction
 from reconciler.plan.refresh import RefreshStep, effective_strategy, next_refresh_step
@@ -79,6 +81,7 @@ class DaemonEngine(Engine):
         return Plan(tuple(kept), plan.statuses, (*plan.held, *held)), tuple(held)
 
     async def execute(self, plan: Plan) -> tuple[ActionResult, ...]:
+        """Raises `ShutdownRequested` once every pool's actions have stopped at a step boundary."""
         if self.stopping():
             if plan.actions:
                 log.info("reconcile.not_acting", reason="stopping", actions=len(plan.actions))
@@ -86,4 +89,27 @@ class DaemonEngine(Engine):
         gated, _held = self.gate(plan, self.now())
         if not gated.actions:
             return ()
-        return await super().execute(gated)
+        results = await super().execute(gated)
+        if self.stopping():
+            raise ShutdownRequested
+        return results
+
+    async def run_action(self, action: PoolAction) -> ActionResult:
+        """An interrupted action ends its pool's sequence without leaving a task running elsewhere.
+
+        Raising from here would end the pass while the other pools' cycles still run, unawaited; their
+        results are waited for instead, each ending at its own next step boundary.
+        """
+        if self.stopping():
+            return ActionResult(action, Outcome.FAILED, "not started: stopping", 0.0)
+        started = time.monotonic()
+        try:
+            return await super().run_action(action)
+        except ShutdownRequested:
+            log.info(
+                "pool.action.interrupted",
+                pool=action.pool_id,
+                account=action.account,
+                action=action.kind.value,
+            )
+            return ActionResult(action, Outcome.FAILED, "interrupted: stopping", time.monotonic() - started)

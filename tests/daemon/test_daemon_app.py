@@ -1,0 +1,137 @@
+"""The daemon in-process: status line, probes, shutdown, and `run` refusing a config it cannot load."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from reconciler.commands.run import run_command
+from reconciler.daemon.app import Daemon, summary
+from reconciler.emulator import Emulator
+from reconciler.engine.wait import Pacing
+from reconciler.plan.actions import PoolState, PoolStatus
+from reconciler.spec.config import Config
+
+ACCOUNT = "demo"
+SCALE = 600.0
+IMAGE = {
+    "image_reference": {"publisher": "canonical", "offer": "ubuntu", "sku": "22_04-lts"},
+    "node_agent_sku_id": "batch.node.ubuntu 22.04",
+}
+
+
+def status(pool_id: str, state: PoolState, phase: str | None = None) -> PoolStatus:
+    return PoolStatus(ACCOUNT, pool_id, state, phase, "")
+
+
+def test_the_status_line_counts_pools_and_names_refreshing_phases() -> None:
+    statuses = [status(f"p{i}", PoolState.in_sync) for i in range(14)]
+    statuses.append(status("p_id2", PoolState.refreshing, "creating"))
+    assert summary(statuses, {"p_id2": "draining"}) == "14 pools in sync, 1 refreshing (p_id2: draining)"
+    assert summary(statuses) == "14 pools in sync, 1 refreshing (p_id2: creating)"
+    assert (
+        summary([status("a", PoolState.drifted), status("b", PoolState.unmanaged)])
+        == "1 pool drifted, 1 unmanaged"
+    )
+    assert summary([]) == "no pools"
+
+
+def test_run_refuses_a_config_it_cannot_load(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("pools:\n  p1:\n    account: nowhere\n    vm_size: [\n")
+    assert run_command([path]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}:")
+    assert "Traceback" not in err
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Emulator]:
+    async with Emulator({ACCOUNT: None}, time_scale=SCALE) as emulator:
+        yield emulator
+
+
+def make_config(batch_url: str, key: str) -> Config:
+    return Config.model_validate(
+        {
+            "accounts": {ACCOUNT: {"batch_url": batch_url, "auth": {"method": "shared_key", "key": key}}},
+            "pools": {
+                "p1": {
+                    "account": ACCOUNT,
+                    "vm_size": "standard_d2s_v3",
+                    "virtual_machine_configuration": copy.deepcopy(IMAGE),
+                    "target_dedicated_nodes": 1,
+                }
+            },
+            "schedule": {"reconcile_interval": "600s", "jitter": "0s"},
+        }
+    )
+
+
+async def get(port: int, path: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}{path}") as response:
+        return response.status, await response.text()
+
+
+async def wait_for(condition: Any, what: str) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(what)
+
+
+async def test_probes_follow_the_passes_and_stop_returns_zero(emu: Emulator) -> None:
+    config = make_config(emu.batch_url(ACCOUNT), emu.account_key(ACCOUNT))
+    daemon = Daemon(
+        [], config, env={}, metrics_port=0, pacing=Pacing(min_interval=10.0, time_scale=SCALE), stop_grace=2.0
+    )
+    running = asyncio.create_task(daemon.run(install_signals=False))
+    try:
+        await wait_for(lambda: daemon.listener is not None, "the listener")
+        assert daemon.listener is not None
+        port = daemon.listener.port
+        await wait_for(lambda: daemon.ready()[0], "ready after the first pass")
+        assert (await get(port, "/readyz"))[0] == 200
+        assert (await get(port, "/healthz"))[0] == 200
+        assert "p1" in emu.batch.account(ACCOUNT).pools
+
+        daemon.scheduler.last_progress -= 10 * daemon.health_window()
+        code, text = await get(port, "/healthz")
+        assert code == 503
+        assert "no scheduler progress" in text
+    finally:
+        daemon.stop()
+        assert await asyncio.wait_for(running, 10) == 0
+    with pytest.raises(aiohttp.ClientError):
+        await get(port, "/healthz")
+
+
+async def test_not_ready_while_no_account_answers() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    config = make_config(f"http://127.0.0.1:{closed_port}/{ACCOUNT}", "a2V5")
+    daemon = Daemon([], config, env={}, metrics_port=0, client_options={"retry_total": 0}, stop_grace=2.0)
+    running = asyncio.create_task(daemon.run(install_signals=False))
+    try:
+        await wait_for(
+            lambda: daemon.metrics.registry.get_sample_value(
+                "reconciler_reconcile_runs_total", {"result": "failure"}
+            ),
+            "a failed pass",
+        )
+        assert daemon.ready() == (False, "the last pass reached no Azure account")
+        assert daemon.alive()[0]
+        assert daemon.listener is not None
+        assert (await get(daemon.listener.port, "/readyz"))[0] == 503
+    finally:
+        daemon.stop()
+        assert await asyncio.wait_for(running, 10) == 0
