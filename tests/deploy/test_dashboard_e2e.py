@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -111,15 +110,7 @@ class Stack:
         env.pop("NOTIFY_SOCKET", None)
         with self.daemon_log.open("wb") as out:
             process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "reconciler.commands.run",
-                    "--config",
-                    str(self.config),
-                    "--metrics-port",
-                    "0",
-                ],
+                [str(BIN / "reconciler"), "run", "--config", str(self.config), "--metrics-port", "0"],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,
