@@ -282,3 +282,19 @@ async def test_pruning_stops_at_max_deletions_per_run(
     second = await engine.reconcile(pruning)
     assert second.ok
     assert await vm_names(compute) == []
+
+
+async def test_a_vnet_that_cannot_be_read_stops_the_cluster_with_one_clear_problem(
+    emu: Emulator, compute: Any, subnet_id: str, engine_for: Callable[..., ClusterEngine]
+) -> None:
+    config = config_of(emu, {"analytics": cluster_spec(vnet="no-such-vnet")})
+
+    done = await engine_for(config).reconcile(config)
+
+    (plan,) = done.plans
+    assert plan.state is ClusterState.error
+    assert plan.problem is not None
+    assert plan.problem.startswith("not observed: ResourceNotFound")
+    assert plan.steps == ()
+    assert not done.ok
+    assert await vm_names(compute) == []
