@@ -288,9 +288,16 @@ class Daemon:
             self.engine = self._make_engine(self.clients, self.engine)
         if config.logging != old.logging:
             logs.configure(logs.level_name(config.logging.level), config.logging.format)
+        if config.metrics != old.metrics:
+            log.warning(
+                "config.reload.restart_needed", section="metrics", reason="the listener keeps its address"
+            )
         self.scheduler.rebuild(config, first_tick=datetime.now(UTC))
 
     async def _close_retired(self) -> None:
+        """Clients replaced by a reload, once nothing but the current task can still be using them."""
+        if any(task is not asyncio.current_task() for task in self._passes):
+            return
         retired, self._retired = self._retired, []
         for clients in retired:
             with contextlib.suppress(Exception):
@@ -360,6 +367,7 @@ class Daemon:
             helper.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)
         await _settle(set(self._passes), deadline)
+        self._passes.clear()
         if self.listener is not None:
             await self.listener.close()
         self._retired.append(self.clients)
