@@ -1,9 +1,10 @@
 """Every dashboard query returns data from a real Prometheus scraping the real daemon.
 
 The emulator (simulated clock 300x), the daemon and Prometheus (Debian's package) each run as their own
-process, on loopback ports. The daemon creates two pools and refreshes one (requested with `reconciler
-refresh`, as an admin would), so the refresh panels have cycles to show. Prometheus scrapes every
-second and loads alerts.yaml, so the rules are also proven to load in the server that evaluates them.
+process, on loopback ports; the daemon with writable+executable memory refused, as the unit runs it.
+The daemon creates two pools and refreshes one (requested with `reconciler refresh`, as an admin
+would), so the refresh panels have cycles to show. Prometheus scrapes every second and loads
+alerts.yaml, so the rules are also proven to load in the server that evaluates them.
 Then each panel's PromQL, with the template variables substituted as Grafana would, goes through the
 HTTP API (`/api/v1/query_range`) and must return at least one series.
 
@@ -32,6 +33,7 @@ from conftest import (
     RunningEmulator,
     dashboard,
     free_port,
+    mdwe,
     metric_names,
     panel_queries,
     require_tool,
@@ -110,7 +112,7 @@ class Stack:
         env.pop("NOTIFY_SOCKET", None)
         with self.daemon_log.open("wb") as out:
             process = subprocess.Popen(
-                [str(BIN / "reconciler"), "run", "--config", str(self.config), "--metrics-port", "0"],
+                mdwe(str(BIN / "reconciler"), "run", "--config", str(self.config), "--metrics-port", "0"),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -160,7 +162,7 @@ class Stack:
         def ready() -> bool:
             assert process.poll() is None, f"prometheus exited:\n{self.tail(self.prometheus_log)}"
             with urllib.request.urlopen(f"{self.prometheus_url}/-/ready", timeout=2) as response:
-                return response.status == 200
+                return bool(response.status == 200)
 
         wait_for("prometheus ready", ready, self.deadline, lambda: self.tail(self.prometheus_log))
 

@@ -108,7 +108,7 @@ def test_healthcheck_command_is_valid_python() -> None:
 
 def copied(stage: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """(source, destination) of each COPY from the build context in a stage."""
-    pairs = []
+    pairs: list[tuple[str, str]] = []
     for word, arg in stage:
         if word == "COPY" and not arg.startswith("--from"):
             *sources, destination = arg.split()

@@ -73,9 +73,9 @@ def test_every_panel_has_queries() -> None:
 
 def all_exprs() -> list[tuple[str, str]]:
     board = dashboard()
-    found = [(title, expr) for title, expr in panel_queries({})]
+    found: list[tuple[str, str]] = list(panel_queries({}))
     found += [(a["name"], a["expr"]) for a in board["annotations"]["list"] if "expr" in a]
-    found += [(v["name"], str(v["definition"])) for v in variables().values() if v["type"] == "query"]
+    found += [(str(v["name"]), str(v["definition"])) for v in variables().values() if v["type"] == "query"]
     return found
 
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import BIN, POOL_YAML, ROOT, RunningEmulator, require_tool
+from conftest import BIN, POOL_YAML, ROOT, RunningEmulator, mdwe, require_tool
 
 UNIT = ROOT / "systemd" / "reconciler.service"
 SHIPPED_EXEC = "/opt/reconciler/bin/reconciler"
@@ -118,23 +119,6 @@ def test_unit_keeps_the_daemon_contract() -> None:
     assert credential.startswith("sp.pem:/etc/reconciler/")
 
 
-PR_SET_MDWE = 65
-PR_MDWE_REFUSE_EXEC_GAIN = 1
-MDWE_EXEC = f"""
-import ctypes, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-if libc.prctl({PR_SET_MDWE}, {PR_MDWE_REFUSE_EXEC_GAIN}, 0, 0, 0) != 0:
-    sys.exit("PR_SET_MDWE failed: errno " + str(ctypes.get_errno()))
-os.execv(sys.argv[1], sys.argv[1:])
-"""
-"""Runs a command with the kernel refusing writable+executable memory for it and its children: the
-same rule `MemoryDenyWriteExecute=yes` enforces through seccomp, checked here without a systemd PID 1."""
-
-
-def mdwe(*command: str) -> list[str]:
-    return [sys.executable, "-c", MDWE_EXEC, *command]
-
-
 def test_mdwe_wrapper_really_refuses_wx_memory() -> None:
     """The check below means something only if W^X is enforced on the child (Linux ≥ 6.3)."""
     libc = ctypes.CDLL(None)
@@ -151,22 +135,42 @@ def test_mdwe_wrapper_really_refuses_wx_memory() -> None:
 def test_the_daemons_stack_runs_under_memory_deny_write_execute(
     emulator: RunningEmulator, tmp_path: Path
 ) -> None:
-    """A full apply (SDK, aiohttp, TLS, cryptography) against the emulator with W^X enforced."""
+    """A full apply with W^X enforced, signing in as the unit does: a service principal's certificate
+    (cryptography signs the assertion), HTTPS to ARM and to Batch through the SDK and aiohttp."""
+    connection, identity = emulator.connection, emulator.connection["identity"]
     config = tmp_path / "config.yaml"
-    config.write_text(emulator.config_yaml(POOL_YAML.format(pool="wx", nodes=1)))
+    config.write_text(
+        "azure:\n"
+        f"  arm_endpoint: {connection['arm']['url']}\n"
+        f"  authority: {identity['authority']}\n"
+        f"  ca_bundle: {connection['ca_bundle']}\n"
+        f"  subscription_id: {connection['arm']['subscription_id']}\n"
+        "  auth:\n"
+        "    method: certificate\n"
+        f"    tenant_id: {identity['tenant_id']}\n"
+        f"    client_id: {identity['client_id']}\n"
+        f"    certificate_path: {identity['certificate_path']}\n"
+        "accounts:\n"
+        f"  demo: {{batch_url: {connection['batch']['demo']['tls_url']}}}\n"
+        f"pools:\n{POOL_YAML.format(pool='wx', nodes=1)}"
+    )
+    env = {**os.environ, "RECONCILER_TIME_SCALE": "300"}
     result = subprocess.run(
         mdwe(str(BIN / "reconciler"), "apply", "--yes", "--config", str(config)),
         capture_output=True,
         text=True,
         timeout=90,
+        env=env,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "Applied: 1 ok, 0 not ok." in result.stdout
     state = subprocess.run(
         [str(BIN / "reconciler"), "status", "--config", str(config), "--output", "json"],
         capture_output=True,
         text=True,
         timeout=60,
+        env=env,
         check=False,
     )
     assert state.returncode == 0, state.stdout + state.stderr
