@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -300,3 +301,28 @@ def test_awaiting_list_is_current(stack: Stack) -> None:
     exported = {name for name in AWAITING_DAEMON if f"\n{name}" in text or text.startswith(name)}
     assert exported == set(), f"remove {sorted(exported)} from AWAITING_DAEMON in {Path(__file__).name}"
     assert DASHBOARD.exists()
+
+
+def healthcheck_command(port: int) -> list[str]:
+    """The Dockerfile's HEALTHCHECK command, aimed at `port` instead of the image's 9464."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    line = next(line for line in text.splitlines() if line.startswith("HEALTHCHECK"))
+    command: list[str] = json.loads(line[line.index("CMD") + 3 :].strip())
+    assert command[0] == "python"
+    return [sys.executable, *(arg.replace(":9464/", f":{port}/") for arg in command[1:])]
+
+
+def test_probes_answer_as_the_image_and_aci_ask(stack: Stack) -> None:
+    """HEALTHCHECK passes on the running daemon and fails where nothing listens; the ACI probe paths
+    answer 200 once the daemon is ready."""
+    result = subprocess.run(
+        healthcheck_command(stack.metrics_port), capture_output=True, timeout=30, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    closed = subprocess.run(healthcheck_command(free_port()), capture_output=True, timeout=30, check=False)
+    assert closed.returncode != 0
+    group = (ROOT / "deploy" / "aci" / "container-group.yaml").read_text()
+    for path in ("/healthz", "/readyz"):
+        assert f"path: {path}" in group
+        with urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_port}{path}", timeout=5) as response:
+            assert response.status == 200, path
