@@ -7,6 +7,7 @@ and poll interval is compressed exactly as the emulator's clock is.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
@@ -72,3 +73,13 @@ class World:
 
     def tasks(self, job_id: str) -> list[Any]:
         return list(self.emu.batch.job(ACCOUNT, job_id).tasks.values())
+
+    async def occupy(self, pool_id: str, tasks: int, seconds: float) -> str:
+        """A job of `tasks` sleeping tasks on the pool, returned once every node runs one."""
+        job = self.emu.batch.occupy_nodes(ACCOUNT, pool_id, tasks, seconds)
+        nodes = len(self.sim_pool(pool_id).nodes)
+        for _ in range(500):
+            if sum(1 for t in self.tasks(job) if t.state == "running") == min(tasks, nodes):
+                return job
+            await asyncio.sleep(0.01)
+        raise AssertionError("the tasks never started")

@@ -18,15 +18,6 @@ async def create(world: World, pool_id: str) -> None:
     assert result.outcome is Outcome.DONE, result.detail
 
 
-async def occupy(world: World, pool_id: str, tasks: int, seconds: float) -> str:
-    job = world.emu.batch.occupy_nodes(ACCOUNT, pool_id, tasks, seconds)
-    for _ in range(200):
-        if sum(1 for t in world.tasks(job) if t.state == "running") == min(tasks, 2):
-            return job
-        await asyncio.sleep(0.01)
-    raise AssertionError("the tasks never started")
-
-
 async def request(world: World, pool_id: str) -> None:
     async with world.clients() as clients:
         await operations.request_refresh(clients, ACCOUNT, pool_id, world.emu.clock.now())
@@ -47,7 +38,7 @@ async def test_create_builds_the_pool_with_markers_and_waits_for_its_nodes(world
 async def test_refresh_under_taskcompletion_waits_for_tasks_then_recreates(world: World) -> None:
     world.pools["work"] = pool_spec()
     await create(world, "work")
-    job = await occupy(world, "work", tasks=2, seconds=1800)
+    job = await world.occupy("work", tasks=2, seconds=1800)
     await request(world, "work")
     requested = world.emu.clock.now()
     world.pools["work"] = pool_spec(vm_size="standard_d4s_v3")
@@ -80,7 +71,7 @@ async def test_refresh_under_taskcompletion_waits_for_tasks_then_recreates(world
 async def test_refresh_under_requeue_requeues_the_running_tasks(world: World) -> None:
     world.pools["rq"] = pool_spec(refresh={"node_deallocation_option": "requeue"})
     await create(world, "rq")
-    job = await occupy(world, "rq", tasks=2, seconds=36000)
+    job = await world.occupy("rq", tasks=2, seconds=36000)
     await request(world, "rq")
     async with world.clients() as clients:
         result = await world.engine(clients).runner(ACCOUNT, "rq", world.config().pools["rq"]).run()
@@ -94,7 +85,7 @@ async def test_drain_timeout_policies(world: World) -> None:
     for name, policy in (("w", "wait"), ("a", "abort"), ("r", "requeue")):
         world.pools[name] = pool_spec(refresh={"drain_timeout": "30m", "on_drain_timeout": policy})
         await create(world, name)
-        await occupy(world, name, tasks=2, seconds=36000)
+        await world.occupy(name, tasks=2, seconds=36000)
         await request(world, name)
     created = {name: world.sim_pool(name).created for name in "war"}
     async with world.clients() as clients:

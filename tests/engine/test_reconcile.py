@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 from engine_env import ACCOUNT, SCALE, World, pool_spec
@@ -91,8 +90,7 @@ async def test_phase_transitions_are_noticed_within_a_tenth_of_the_deadline_in_f
     async with world.clients() as clients:
         engine = world.engine(clients)
         await reconcile_once(world.config(), clients, engine=engine)
-        world.emu.batch.occupy_nodes(ACCOUNT, "lag", 2, 1800)
-        await asyncio.sleep(0.05)
+        await world.occupy("lag", 2, 1800)
         await operations.request_refresh(clients, ACCOUNT, "lag", world.emu.clock.now())
         marks: list[tuple[str, float, float | None]] = []
 
@@ -107,7 +105,7 @@ async def test_phase_transitions_are_noticed_within_a_tenth_of_the_deadline_in_f
     (action,) = result.results
     assert action.outcome is Outcome.DONE, action.detail
     assert action.cycle is not None
-    assert action.cycle.gets <= 20, action.cycle.phases
+    assert action.cycle.gets <= 20, (action.cycle.phases, marks)
     started = {name: at for name, at, _ in marks}
     noticed_drain = started["deleting"]
     drain_end = next(ended for name, _, ended in marks if name == "deleting")
@@ -117,8 +115,9 @@ async def test_phase_transitions_are_noticed_within_a_tenth_of_the_deadline_in_f
     assert allocation_end is not None
     drain_lag = noticed_drain - drain_end
     allocation_lag = noticed_allocation - allocation_end
-    assert 0 <= drain_lag <= 0.1 * timedelta(hours=2).total_seconds() + 2 * SCALE / 100
-    assert 0 <= allocation_lag <= 0.1 * timedelta(minutes=30).total_seconds() + 2 * SCALE / 100
+    overhead = 0.25 * SCALE  # a quarter of a wall second for the calls themselves, in simulated seconds
+    assert 0 <= drain_lag <= 0.1 * timedelta(hours=2).total_seconds() + overhead, marks
+    assert 0 <= allocation_lag <= 0.1 * timedelta(minutes=30).total_seconds() + overhead, marks
     print(
         f"gets={action.cycle.gets} phases={[(p.name, p.gets) for p in action.cycle.phases]} "
         f"drain={drain_end - started['draining']:.0f}s lag={drain_lag:.0f}s "
