@@ -6,10 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 from engine_env import ACCOUNT, SCALE, World, pool_spec
 
-from reconciler.azure import operations
+from reconciler.azure import markers, operations
 from reconciler.engine.cycle import CycleEvent, Outcome
 from reconciler.engine.reconcile import reconcile_once
 from reconciler.plan.actions import ActionKind
+from reconciler.plan.rules import desired_markers
 
 
 async def test_a_failing_action_is_reported_and_the_others_finish(world: World) -> None:
@@ -153,4 +154,24 @@ async def test_switching_between_fixed_size_and_autoscale_needs_no_recreate(worl
     assert not pool.autoscale
     assert pool.target_dedicated == 3
     assert pool.created == created
+    assert again.plan.in_sync
+
+
+async def test_a_pool_with_our_hash_but_no_marker_is_adopted_not_recreated(world: World) -> None:
+    world.pools = {"orphan": pool_spec(target_dedicated_nodes=1)}
+    desired = world.config().pools["orphan"]
+    body = desired.to_batch_json("orphan")
+    ours = desired_markers(desired)
+    body["metadata"] = [*body["metadata"], {"name": markers.SPEC_HASH, "value": ours[markers.SPEC_HASH]}]
+    await world.emu.batch_client(ACCOUNT).create_pool(body)
+    created = world.sim_pool("orphan").created
+    async with world.clients() as clients:
+        engine = world.engine(clients)
+        result = await reconcile_once(world.config(), clients, engine=engine)
+        again = await reconcile_once(world.config(), clients, engine=engine)
+    assert [(r.action.kind, r.outcome) for r in result.results] == [(ActionKind.adopt, Outcome.DONE)]
+    metadata = {m["name"]: m["value"] for m in world.sim_pool("orphan").spec["metadata"]}
+    assert metadata[markers.MANAGED_BY] == markers.MANAGED_BY_VALUE
+    assert metadata["team"] == "research"
+    assert world.sim_pool("orphan").created == created
     assert again.plan.in_sync
