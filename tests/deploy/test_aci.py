@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import BIN, ROOT
+from deploy_env import BIN, ROOT
 
 GROUP = ROOT / "deploy" / "aci" / "container-group.yaml"
 README = ROOT / "deploy" / "aci" / "README.md"

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import (
+from deploy_env import (
     BIN,
     DASHBOARD,
     POOL_YAML,

