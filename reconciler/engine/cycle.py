@@ -167,6 +167,7 @@ class CycleRunner:
         self.started = self.clock()
         self.log = log.bind(pool=self.pool_id, account=self.account)
         self.call_failures = 0
+        self.get_failures = 0
 
     # --- events ----------------------------------------------------------------------------------
 
@@ -261,7 +262,8 @@ class CycleRunner:
             try:
                 await self._act(step, observed)
             except OperationFailed as failed:
-                await self._call_failed(step.value, failed)
+                self.call_failures += 1
+                await self._call_failed(step.value, failed, self.call_failures)
                 observed = await self._observe()
                 continue
             follows = _FOLLOWS.get(step)
@@ -284,9 +286,10 @@ class CycleRunner:
             except OperationFailed as failed:
                 if failed.kind not in (ErrorKind.THROTTLED, ErrorKind.TRANSIENT):
                     raise
-                await self._call_failed("get", failed)
+                self.get_failures += 1
+                await self._call_failed("get", failed, self.get_failures)
                 continue
-            self.call_failures = 0
+            self.get_failures = 0
             return observed
 
     async def _wait(self, step: RefreshStep) -> ObservedPool | CycleResult | None:
@@ -440,7 +443,7 @@ class CycleRunner:
             ),
         )
 
-    async def _call_failed(self, call: str, failed: OperationFailed) -> None:
+    async def _call_failed(self, call: str, failed: OperationFailed, failures: int) -> None:
         """States and throttling are waited out (the caller observes again); anything else ends the cycle.
 
         Raises `_Ended`: degraded on quota, failed on an error no waiting cures or after too many in a
@@ -451,14 +454,13 @@ class CycleRunner:
             raise _Ended(self._finish(Outcome.DEGRADED, str(failed), None))
         if failed.code == "PoolExists":
             raise _Ended(self._finish(Outcome.FAILED, f"{failed}; it was not built from this spec", None))
-        self.call_failures += 1
         waitable = failed.kind in (ErrorKind.STATE, ErrorKind.THROTTLED, ErrorKind.TRANSIENT)
-        if not waitable or self.call_failures > _MAX_CALL_FAILURES:
+        if not waitable or failures > _MAX_CALL_FAILURES:
             raise _Ended(self._finish(Outcome.FAILED, str(failed), None))
         end = self.current.end if self.current is not None else self.started + self._deadline("")
         if self.clock() >= end:
             raise _Ended(self._finish(Outcome.TIMED_OUT, f"{self._phase_name()}: {failed}", None))
-        pause = self.pacing.floor * 2 ** (self.call_failures - 1)
+        pause = self.pacing.floor * 2 ** (failures - 1)
         if failed.error.retry_after is not None:
             pause = max(pause, failed.error.retry_after)
         await self.sleep(min(pause, max(end - self.clock(), 0.0)))
