@@ -181,3 +181,17 @@ async def test_phase_deadline_of_allocation_is_reported(world: World) -> None:
         result = await world.engine(clients).runner(ACCOUNT, "slow", world.config().pools["slow"]).run()
     assert result.outcome is Outcome.TIMED_OUT
     assert "allocating" in result.detail
+
+
+async def test_a_refresh_under_injected_throttling_and_server_errors_still_finishes(world: World) -> None:
+    world.pools["flaky"] = pool_spec()
+    await create(world, "flaky")
+    await request(world, "flaky")
+    created = world.sim_pool("flaky").created
+    for status in (429, 500, 503):
+        world.emu.faults.add(operation="batch.Pools_*", status=status, rate=0.1, retry_after=0.01)
+    async with world.clients() as clients:
+        result = await world.engine(clients).runner(ACCOUNT, "flaky", world.config().pools["flaky"]).run()
+    assert result.outcome is Outcome.DONE, result.detail
+    assert sum(rule.fired for rule in world.emu.faults.rules()) > 0
+    assert world.sim_pool("flaky").created > created
