@@ -230,3 +230,75 @@ def panel_queries(template: dict[str, str]) -> list[tuple[str, str]]:
         for panel in dashboard_panels()
         for target in panel["targets"]
     ]
+
+
+CLUSTER_RG = "rg-dask"
+CLUSTER_LOCATION = "japaneast"
+
+
+def azure_yaml(connection: dict[str, Any]) -> str:
+    """The `azure:` section for the emulator: its ARM, its token authority and CA, a secret SP."""
+    identity = connection["identity"]
+    return (
+        "azure:\n"
+        f"  arm_endpoint: {connection['arm']['url']}\n"
+        f"  authority: {identity['authority']}\n"
+        f"  ca_bundle: {connection['ca_bundle']}\n"
+        f"  subscription_id: {connection['arm']['subscription_id']}\n"
+        "  auth:\n"
+        "    method: client_secret\n"
+        f"    tenant_id: {identity['tenant_id']}\n"
+        f"    client_id: {identity['client_id']}\n"
+        f"    client_secret: {identity['client_secret']}\n"
+    )
+
+
+def make_cluster_network(connection: dict[str, Any]) -> None:
+    """The vnet, subnet and NSG a cluster is placed in, made through the real network SDK, as an admin's
+    Terraform would have made them before the reconciler runs."""
+    from azure.identity import ClientSecretCredential
+    from azure.mgmt.network import NetworkManagementClient
+
+    identity, arm = connection["identity"], connection["arm"]
+    credential = ClientSecretCredential(
+        identity["tenant_id"],
+        identity["client_id"],
+        identity["client_secret"],
+        authority=identity["authority"],
+        disable_instance_discovery=True,
+        connection_verify=connection["ca_bundle"],
+    )
+    with NetworkManagementClient(
+        credential,
+        arm["subscription_id"],
+        base_url=arm["url"],
+        credential_scopes=["https://management.azure.com/.default"],
+        connection_verify=connection["ca_bundle"],
+    ) as network:
+        network.virtual_networks.begin_create_or_update(
+            CLUSTER_RG,
+            "vnet-dask",
+            {
+                "location": CLUSTER_LOCATION,
+                "properties": {
+                    "addressSpace": {"addressPrefixes": ["10.5.0.0/16"]},
+                    "subnets": [{"name": "workers", "properties": {"addressPrefix": "10.5.1.0/24"}}],
+                },
+            },
+        ).result()
+        network.network_security_groups.begin_create_or_update(
+            CLUSTER_RG, "nsg-dask", {"location": CLUSTER_LOCATION, "properties": {"securityRules": []}}
+        ).result()
+
+
+CLUSTER_YAML = f"""\
+clusters:
+  {{cluster}}:
+    location: {CLUSTER_LOCATION}
+    resource_group: {CLUSTER_RG}
+    vnet: vnet-dask
+    subnet: workers
+    security_group: nsg-dask
+    public_ingress: false
+    n_workers: 2
+"""
