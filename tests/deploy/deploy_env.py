@@ -274,7 +274,10 @@ def make_cluster_network(connection: dict[str, Any]) -> None:
         base_url=arm["url"],
         credential_scopes=["https://management.azure.com/.default"],
         connection_verify=connection["ca_bundle"],
-    ) as network:
+    ) as client:
+        network: Any = (
+            client  # the SDK's overloads take models or bytes; the JSON bodies are what Azure reads
+        )
         network.virtual_networks.begin_create_or_update(
             CLUSTER_RG,
             "vnet-dask",
