@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 
 from reconciler.commands.run import run_command
 from reconciler.daemon.app import Daemon, summary
+from reconciler.daemon.sdnotify import Notifier
 from reconciler.emulator import Emulator
 from reconciler.engine.wait import Pacing
 from reconciler.plan.actions import PoolState, PoolStatus
@@ -135,3 +137,48 @@ async def test_not_ready_while_no_account_answers() -> None:
     finally:
         daemon.stop()
         assert await asyncio.wait_for(running, 10) == 0
+
+
+async def test_the_watchdog_is_fed_only_while_the_scheduler_progresses(emu: Emulator) -> None:
+    path = Path("/tmp") / f"rcd-{uuid.uuid4().hex[:8]}.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.setblocking(False)
+
+    messages: list[str] = []
+
+    async def read() -> None:
+        while True:
+            try:
+                messages.append(sock.recv(4096).decode())
+            except BlockingIOError:
+                await asyncio.sleep(0.002)
+
+    def drain() -> list[str]:
+        taken = list(messages)
+        messages.clear()
+        return taken
+
+    reader = asyncio.create_task(read())
+    config = make_config(emu.batch_url(ACCOUNT), emu.account_key(ACCOUNT))
+    notifier = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "20000"})
+    daemon = Daemon([], config, env={}, metrics_port=0, notifier=notifier, pacing=Pacing(time_scale=SCALE))
+    running = asyncio.create_task(daemon.run(install_signals=False))
+    try:
+        await wait_for(lambda: daemon.ready()[0], "ready")
+        await asyncio.sleep(0.1)
+        fed = drain()
+        assert "WATCHDOG=1" in fed
+        assert any(m.startswith("READY=1\nSTATUS=") for m in fed)
+        daemon.scheduler.last_progress -= 10 * daemon.health_window()
+        drain()
+        await asyncio.sleep(0.1)
+        assert "WATCHDOG=1" not in drain()
+    finally:
+        daemon.stop()
+        assert await asyncio.wait_for(running, 10) == 0
+        await asyncio.sleep(0.05)
+        assert any(m.startswith("STOPPING=1") for m in drain())
+        reader.cancel()
+        sock.close()
+        path.unlink(missing_ok=True)
