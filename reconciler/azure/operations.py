@@ -184,6 +184,36 @@ async def patch_pool(
     raise AssertionError("unreachable")
 
 
+async def replace_properties(
+    clients: AzureClients,
+    account: str,
+    pool_id: str,
+    properties: Mapping[str, Any],
+    *,
+    ours: Mapping[str, str | None],
+    observed: ObservedPool | None = None,
+) -> None:
+    """updateproperties: start task, packages, metadata and communication mode replaced whole.
+
+    The one way to remove a start task; whatever `properties` leaves out is cleared (the metadata keeps
+    our markers, merged like a PATCH's).
+    """
+    current = observed or await get_pool(clients, account, pool_id)
+    if current is None:
+        raise OperationFailed("replace", pool_id, AzureError(ErrorKind.NOT_FOUND, "the pool does not exist"))
+    body: dict[str, Any] = {
+        "applicationPackageReferences": list(properties.get("applicationPackageReferences") or []),
+        "metadata": merged_metadata(list(properties.get("metadata") or []), current.metadata, ours),
+        "targetNodeCommunicationMode": properties.get("targetNodeCommunicationMode") or "default",
+    }
+    if properties.get("startTask"):
+        body["startTask"] = properties["startTask"]
+    try:
+        await clients.batch(account).replace_pool_properties(pool_id, body)
+    except _FAILURES as exc:
+        raise OperationFailed("replace", pool_id, classify(exc)) from None
+
+
 async def _update(
     clients: AzureClients, account: str, pool_id: str, body: Mapping[str, Any], etag: str | None
 ) -> None:

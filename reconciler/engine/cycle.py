@@ -114,8 +114,21 @@ def patched_markers(desired: Pool) -> dict[str, str | None]:
     return {DELETION_PROTECTION: None, markers.SECRET_DIGESTS: None, **desired_markers(desired)}
 
 
+_CLEARED: Final[dict[str, Any]] = {
+    "applicationPackageReferences": [],
+    "metadata": [],
+    "targetNodeCommunicationMode": "default",
+    "userAccounts": [],
+    "mountConfiguration": [],
+}
+"""What a PATCH sends for a property the spec no longer sets (a PATCH leaves out what it omits)."""
+
+
 def patch_properties(pool_id: str, desired: Pool, fields: set[str]) -> dict[str, Any]:
-    """The REST body of `fields` (top-level snake_case names) as the spec sets them."""
+    """The REST body of `fields` (top-level snake_case names) as the spec sets them, or cleared.
+
+    A start task cannot be removed by a PATCH: it is left out here, see `removes_start_task`.
+    """
     body = desired.to_batch_json(pool_id)
     out: dict[str, Any] = {}
     for name in sorted(fields):
@@ -125,7 +138,14 @@ def patch_properties(pool_id: str, desired: Pool, fields: set[str]) -> dict[str,
         key = rest_name(name, info)
         if key in body:
             out[key] = body[key]
+        elif key in _CLEARED:
+            out[key] = _CLEARED[key]
     return out
+
+
+def removes_start_task(desired: Pool, fields: set[str]) -> bool:
+    """The change drops the start task, which only updateproperties (replacing all) can do."""
+    return "start_task" in fields and desired.start_task is None
 
 
 class _Ended(Exception):

@@ -33,11 +33,12 @@ from reconciler.engine.cycle import (
     Outcome,
     patch_properties,
     patched_markers,
+    removes_start_task,
 )
 from reconciler.engine.limits import Limits
 from reconciler.engine.wait import DeadlineExceeded, Pacing, Sleep, wait_until
 from reconciler.plan.actions import ActionKind, ChangeRule, Plan, PoolAction
-from reconciler.plan.rules import top_field
+from reconciler.plan.rules import PATCH_ANY_TIME, top_field
 from reconciler.spec.pool import Pool
 
 log = structlog.get_logger("reconciler.engine.executor")
@@ -159,6 +160,13 @@ class Engine:
             fields = {top_field(c.path) for c in action.changes if c.rule is ChangeRule.patch}
             if not _spec_metadata_changed(action):
                 fields.discard("metadata")
+            if removes_start_task(desired, fields):
+                everything = patch_properties(pool_id, desired, set(PATCH_ANY_TIME))
+                async with self.limits.mutation(account):
+                    await operations.replace_properties(
+                        clients, account, pool_id, everything, ours=patched_markers(desired)
+                    )
+                return Outcome.DONE, f"replaced {', '.join(sorted(fields))} (updateproperties)"
             properties = patch_properties(pool_id, desired, fields)
             async with self.limits.mutation(account):
                 await operations.patch_pool(

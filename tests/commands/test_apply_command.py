@@ -181,3 +181,20 @@ def test_quota_failure_is_reported_and_exits_1(setup: Setup, capsys: pytest.Capt
     created = setup.sim_pool("q").created
     assert setup.apply() == 1
     assert setup.sim_pool("q").created == created
+
+
+def test_removing_the_start_task_replaces_the_properties_without_recreating(setup: Setup) -> None:
+    setup.pools = {"st": pool(metadata=[{"name": "team", "value": "a"}])}
+    assert setup.apply() == 0
+    created = setup.sim_pool("st").created
+    bare = pool(metadata=[{"name": "team", "value": "b"}])
+    del bare["start_task"]
+    setup.pools["st"] = bare
+    assert setup.apply() == 0
+    state = setup.sim_pool("st")
+    assert "startTask" not in state.spec
+    metadata = {m["name"]: m["value"] for m in state.spec["metadata"]}
+    assert metadata["team"] == "b"
+    assert metadata[markers.MANAGED_BY] == markers.MANAGED_BY_VALUE
+    assert state.created == created
+    assert setup.plan() == 0
