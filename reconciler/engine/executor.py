@@ -113,6 +113,10 @@ class Engine:
             detail = str(failed)
         except DeadlineExceeded as exceeded:
             outcome, detail = Outcome.TIMED_OUT, str(exceeded)
+        except Exception as exc:
+            # A bug must not stop the other pools; its message could carry spec values, its type cannot.
+            bound.error("pool.action.crashed", error=type(exc).__name__)
+            outcome, detail = Outcome.FAILED, f"internal error ({type(exc).__name__})"
         seconds = time.monotonic() - started
         if outcome in _BACKOFF_OUTCOMES:
             requeue = self.backoff.failed(action.account, action.pool_id, self.now(), detail)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from engine_env import ACCOUNT, SCALE, World, pool_spec
 
@@ -175,3 +176,21 @@ async def test_a_pool_with_our_hash_but_no_marker_is_adopted_not_recreated(world
     assert metadata["team"] == "research"
     assert world.sim_pool("orphan").created == created
     assert again.plan.in_sync
+
+
+async def test_an_unexpected_error_in_one_action_leaves_the_others_running(world: World) -> None:
+    world.pools = {"ok": pool_spec(target_dedicated_nodes=1), "bad": pool_spec(target_dedicated_nodes=1)}
+    async with world.clients() as clients:
+        engine = world.engine(clients)
+        runner = engine.runner
+
+        def broken(account: str, pool_id: str, desired: Any) -> Any:
+            if pool_id == "bad":
+                raise RuntimeError("a bug")
+            return runner(account, pool_id, desired)
+
+        engine.runner = broken  # type: ignore[method-assign]
+        result = await reconcile_once(world.config(), clients, engine=engine)
+    outcomes = {r.action.pool_id: (r.outcome, r.detail) for r in result.results}
+    assert outcomes["bad"] == (Outcome.FAILED, "internal error (RuntimeError)")
+    assert outcomes["ok"][0] is Outcome.DONE
