@@ -23,6 +23,7 @@ import structlog
 
 from reconciler.azure import operations
 from reconciler.azure.clients import AzureClients
+from reconciler.azure.observe import observe
 from reconciler.azure.operations import OperationFailed
 from reconciler.daemon import logs
 from reconciler.daemon.engine import DaemonEngine, ShutdownRequested
@@ -34,7 +35,8 @@ from reconciler.daemon.sdnotify import Notifier
 from reconciler.engine.cycle import CycleEvent
 from reconciler.engine.reconcile import PassResult, reconcile_once
 from reconciler.engine.wait import Pacing
-from reconciler.plan.actions import PoolState, PoolStatus
+from reconciler.plan.actions import Plan, PoolState, PoolStatus
+from reconciler.plan.diff import make_plan
 from reconciler.spec.config import Config
 
 log = structlog.get_logger("reconciler.daemon")
@@ -138,6 +140,7 @@ class Daemon:
             sleep=self._sleep,
             in_window=lambda now: self.scheduler.windows.in_window(now),
             stopping=lambda: self._stopping,
+            on_plan=self._on_plan,
         )
         if previous is not None:
             engine.backoff = previous.backoff
@@ -157,6 +160,10 @@ class Daemon:
             return
         raise ShutdownRequested
 
+    def _on_plan(self, plan: Plan) -> None:
+        self._statuses = plan.statuses
+        self.notifier.status(self.status_line())
+
     def _on_cycle_event(self, event: CycleEvent) -> None:
         self.scheduler.mark_progress()
         self.metrics.observe_cycle(event)
@@ -166,6 +173,11 @@ class Daemon:
     def status_line(self) -> str:
         live = {pool: phase for pool, phase in self.metrics.phases().items() if phase != IDLE_PHASE}
         return summary(self._statuses, live)
+
+    @property
+    def busy(self) -> bool:
+        """A pass or a refresh request is running."""
+        return bool(self._passes)
 
     # --- probes ----------------------------------------------------------------------------------
 
@@ -227,15 +239,28 @@ class Daemon:
         self.metrics.record_pass(result, seconds, datetime.now(UTC))
         self._statuses = result.plan.statuses
         self._reached_azure = _reached(result, config)
+        if result.results and not self._stopping:
+            await self._look_again(config)
         log.info(
             "reconcile.pass",
             ok=result.ok,
             seconds=round(seconds, 3),
             actions=len(result.results),
             failures=len(result.failures),
-            summary=summary(result.plan.statuses),
+            summary=summary(self._statuses),
         )
         self._after_first_pass()
+
+    async def _look_again(self, config: Config) -> None:
+        """After acting, observe once more, so /metrics and STATUS show the result rather than the start.
+
+        Costs the two listings per account of a pass, only after passes that changed something.
+        """
+        snapshot = await observe(self.clients)
+        moment = datetime.now(UTC)
+        plan = make_plan(config, snapshot, now=moment, backoff_until=self.engine.backoff.until(moment))
+        self.metrics.record_state(snapshot, plan)
+        self._statuses = plan.statuses
 
     def _after_first_pass(self) -> None:
         line = self.status_line()
@@ -362,12 +387,13 @@ class Daemon:
     async def _shutdown(self, helpers: list[asyncio.Task[None]]) -> None:
         deadline = time.monotonic() + self._stop_grace
         self.stop()
-        self.scheduler.shutdown()
+        self.scheduler.pause()
         for helper in helpers:
             helper.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)
         await _settle(set(self._passes), deadline)
         self._passes.clear()
+        self.scheduler.shutdown()
         if self.listener is not None:
             await self.listener.close()
         self._retired.append(self.clients)

@@ -60,6 +60,8 @@ def _never_stopping() -> bool:
 class DaemonEngine(Engine):
     in_window: Callable[[datetime], bool] = _always_open
     stopping: Callable[[], bool] = _never_stopping
+    on_plan: Callable[[Plan], None] | None = None
+    """Hears the plan before anything is done, so status reports the pass in progress, not the last."""
     _deferred: set[tuple[str, str]] = field(default_factory=set, init=False)
 
     def gate(self, plan: Plan, now: datetime) -> tuple[Plan, tuple[HeldAction, ...]]:
@@ -82,6 +84,8 @@ class DaemonEngine(Engine):
 
     async def execute(self, plan: Plan) -> tuple[ActionResult, ...]:
         """Raises `ShutdownRequested` once every pool's actions have stopped at a step boundary."""
+        if self.on_plan is not None:
+            self.on_plan(plan)
         if self.stopping():
             if plan.actions:
                 log.info("reconcile.not_acting", reason="stopping", actions=len(plan.actions))

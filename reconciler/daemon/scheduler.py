@@ -196,8 +196,13 @@ class DaemonScheduler:
     def start(self) -> None:
         self._scheduler.start()
 
+    def pause(self) -> None:
+        """Fire no more jobs; running ones go on (shutting APScheduler down would cancel them)."""
+        if self._scheduler.running:
+            self._scheduler.pause()
+
     def shutdown(self) -> None:
-        """Stop firing jobs; running ones are the caller's to stop."""
+        """Stop the scheduler; APScheduler cancels any job still running, so stop those first."""
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
 

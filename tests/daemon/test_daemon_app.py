@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import re
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from reconciler.azure import operations
 from reconciler.commands.run import run_command
 from reconciler.daemon.app import Daemon, summary
 from reconciler.daemon.sdnotify import Notifier
@@ -60,7 +62,7 @@ async def emu() -> AsyncIterator[Emulator]:
         yield emulator
 
 
-def make_config(batch_url: str, key: str) -> Config:
+def make_config(batch_url: str, key: str, interval: str = "600s") -> Config:
     return Config.model_validate(
         {
             "accounts": {ACCOUNT: {"batch_url": batch_url, "auth": {"method": "shared_key", "key": key}}},
@@ -72,7 +74,7 @@ def make_config(batch_url: str, key: str) -> Config:
                     "target_dedicated_nodes": 1,
                 }
             },
-            "schedule": {"reconcile_interval": "600s", "jitter": "0s"},
+            "schedule": {"reconcile_interval": interval, "jitter": "0s"},
         }
     )
 
@@ -160,7 +162,7 @@ async def test_the_watchdog_is_fed_only_while_the_scheduler_progresses(emu: Emul
         return taken
 
     reader = asyncio.create_task(read())
-    config = make_config(emu.batch_url(ACCOUNT), emu.account_key(ACCOUNT))
+    config = make_config(emu.batch_url(ACCOUNT), emu.account_key(ACCOUNT), interval="3000h")
     notifier = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "20000"})
     daemon = Daemon([], config, env={}, metrics_port=0, notifier=notifier, pacing=Pacing(time_scale=SCALE))
     running = asyncio.create_task(daemon.run(install_signals=False))
@@ -170,7 +172,30 @@ async def test_the_watchdog_is_fed_only_while_the_scheduler_progresses(emu: Emul
         fed = drain()
         assert "WATCHDOG=1" in fed
         assert any(m.startswith("READY=1\nSTATUS=") for m in fed)
+
+        observed = await operations.get_pool(daemon.clients, ACCOUNT, "p1")
+        assert observed is not None
+        at = operations.request_time(observed, emu.clock.now())
+        await operations.request_refresh(daemon.clients, ACCOUNT, "p1", at, observed=observed)
+        daemon.scheduler.wake()
+        live = re.compile(r"STATUS=1 pool refreshing \(p1: (draining|deleting|creating|allocating)\)")
+        seen: list[str] = []
+
+        def after_live(text: str) -> bool:
+            seen.extend(drain())
+            first = next((i for i, m in enumerate(seen) if live.fullmatch(m)), None)
+            return first is not None and text in seen[first:]
+
+        await wait_for(lambda: after_live("STATUS=1 pool in sync"), "a live STATUS, then in sync again")
+
+        executed = {"job": "reconcile", "event": "executed"}
+        sample = daemon.metrics.registry.get_sample_value
+        await wait_for(
+            lambda: (sample("reconciler_scheduler_job_events_total", executed) or 0) >= 2, "both passes"
+        )
+        assert not daemon.busy
         daemon.scheduler.last_progress -= 10 * daemon.health_window()
+        await asyncio.sleep(0.05)
         drain()
         await asyncio.sleep(0.1)
         assert "WATCHDOG=1" not in drain()
