@@ -192,6 +192,88 @@ def mdwe(*command: str) -> list[str]:
     return [sys.executable, "-c", MDWE_EXEC, *command]
 
 
+UNIT = ROOT / "systemd" / "reconciler.service"
+
+SANDBOX_EXEC = """
+import errno, json, os, sys
+sys.path.append("/usr/lib/python3/dist-packages")
+import seccomp
+policy = json.loads(sys.argv[1])
+action = seccomp.ERRNO(errno.EPERM)
+rules = seccomp.SyscallFilter(defaction=action)
+for name in policy["syscalls"]:
+    if name == "socket":
+        continue
+    try:
+        rules.add_rule(seccomp.ALLOW, name)
+    except (RuntimeError, ValueError):
+        pass
+for family in policy["families"]:
+    rules.add_rule(seccomp.ALLOW, "socket", seccomp.Arg(0, seccomp.EQ, family))
+rules.load()
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+"""Loads, for the command it then runs, the seccomp filter systemd builds from the unit's
+`SystemCallFilter=`, `SystemCallErrorNumber=EPERM` and `RestrictAddressFamilies=` (a name this kernel
+lacks is skipped, as systemd does). Uses Debian's libseccomp binding (python3-seccomp)."""
+
+_GROUPS: dict[str, set[str]] = {}
+
+
+def syscall_group(name: str) -> set[str]:
+    """The system calls of `@group` as `systemd-analyze syscall-filter` lists them, nested groups expanded."""
+    if not name.startswith("@"):
+        return {name}
+    if name not in _GROUPS:
+        tool = require_tool("systemd-analyze")
+        listing = subprocess.run(
+            [tool, "syscall-filter", name], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
+        members = [line.strip() for line in listing.splitlines() if line.startswith("    ")]
+        _GROUPS[name] = set().union(*(syscall_group(m) for m in members if not m.startswith("#")))
+    return _GROUPS[name]
+
+
+def unit_values(key: str, text: str | None = None) -> list[str]:
+    source = UNIT.read_text() if text is None else text
+    return [line.split("=", 1)[1].strip() for line in source.splitlines() if line.startswith(f"{key}=")]
+
+
+def unit_sandbox_policy() -> dict[str, list[int] | list[str]]:
+    """What the unit allows: system calls (allow list, then `~` removals, in file order) and families."""
+    allowed: set[str] = set()
+    for value in unit_values("SystemCallFilter"):
+        names = set().union(*(syscall_group(n) for n in value.lstrip("~").split()))
+        allowed = allowed - names if value.startswith("~") else allowed | names
+    families = [
+        int(getattr(socket, name))
+        for value in unit_values("RestrictAddressFamilies")
+        for name in value.split()
+    ]
+    return {"syscalls": sorted(allowed), "families": families}
+
+
+def sandboxed(*command: str) -> list[str]:
+    """`command` under the unit's system-call filter, socket families and W^X (MDWE, then seccomp)."""
+    try:
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; sys.path.append('/usr/lib/python3/dist-packages'); import seccomp",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+    except subprocess.CalledProcessError:
+        pytest.fail(
+            "libseccomp's Python binding is missing: apt-get install -y python3-seccomp", pytrace=False
+        )
+    sandbox = [sys.executable, "-c", SANDBOX_EXEC, json.dumps(unit_sandbox_policy())]
+    return mdwe(*sandbox, *command)
+
+
 DASHBOARD = ROOT / "deploy" / "grafana" / "reconciler.json"
 
 GRAFANA_VARIABLES = {"$__rate_interval": "30s", "$__interval": "15s", "$__range": "5m"}

@@ -1,7 +1,7 @@
 """Every dashboard query returns data from a real Prometheus scraping the real daemon.
 
 The emulator (simulated clock 300x), the daemon and Prometheus (Debian's package) each run as their own
-process, on loopback ports; the daemon with writable+executable memory refused, as the unit runs it.
+process, on loopback ports; the daemon inside the unit's sandbox (system-call filter, socket families, W^X).
 The daemon creates two pools and refreshes one (requested with `reconciler refresh`, as an admin
 would), so the refresh panels have cycles to show. Prometheus scrapes every second and loads
 alerts.yaml, so the rules are also proven to load in the server that evaluates them.
@@ -36,11 +36,11 @@ from deploy_env import (
     dashboard,
     free_port,
     make_cluster_network,
-    mdwe,
     metric_names,
     panel_queries,
     require_tool,
     running_emulator,
+    sandboxed,
     substitute,
 )
 
@@ -120,7 +120,9 @@ class Stack:
         env.pop("NOTIFY_SOCKET", None)
         with self.daemon_log.open("wb") as out:
             process = subprocess.Popen(
-                mdwe(str(BIN / "reconciler"), "run", "--config", str(self.config), "--metrics-port", "0"),
+                sandboxed(
+                    str(BIN / "reconciler"), "run", "--config", str(self.config), "--metrics-port", "0"
+                ),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from deploy_env import BIN, POOL_YAML, ROOT, RunningEmulator, mdwe, require_tool
+from deploy_env import BIN, POOL_YAML, ROOT, RunningEmulator, mdwe, require_tool, sandboxed
 
 UNIT = ROOT / "systemd" / "reconciler.service"
 SHIPPED_EXEC = "/opt/reconciler/bin/reconciler"
@@ -132,11 +132,42 @@ def test_mdwe_wrapper_really_refuses_wx_memory() -> None:
     assert "PR_SET_MDWE failed" not in result.stderr, result.stderr
 
 
-def test_the_daemons_stack_runs_under_memory_deny_write_execute(
-    emulator: RunningEmulator, tmp_path: Path
-) -> None:
-    """A full apply with W^X enforced, signing in as the unit does: a service principal's certificate
-    (cryptography signs the assertion), HTTPS to ARM and to Batch through the SDK and aiohttp."""
+SANDBOX_PROBE = """
+import os, socket
+for family in (socket.AF_NETLINK, socket.AF_PACKET):
+    try:
+        socket.socket(family, socket.SOCK_RAW)
+        print("allowed", family)
+    except OSError:
+        pass
+try:
+    os.setpriority(os.PRIO_PROCESS, 0, 1)
+    print("allowed setpriority")
+except OSError:
+    pass
+socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()
+socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).close()
+print("ok")
+"""
+
+
+def test_sandbox_wrapper_enforces_the_units_filters() -> None:
+    """The check below means something only if the unit's rules are really applied to the child."""
+    result = subprocess.run(
+        sandboxed(sys.executable, "-c", SANDBOX_PROBE),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["ok"], result.stdout
+
+
+def test_the_daemons_stack_runs_in_the_units_sandbox(emulator: RunningEmulator, tmp_path: Path) -> None:
+    """A full apply under the unit's system-call filter, socket families and W^X, signing in as the unit
+    does: a service principal's certificate (cryptography signs the assertion), HTTPS to ARM and to Batch
+    through the SDK and aiohttp. The running daemon is checked the same way in test_dashboard_e2e.py."""
     connection, identity = emulator.connection, emulator.connection["identity"]
     config = tmp_path / "config.yaml"
     config.write_text(
@@ -156,7 +187,7 @@ def test_the_daemons_stack_runs_under_memory_deny_write_execute(
     )
     env = {**os.environ, "RECONCILER_TIME_SCALE": "300"}
     result = subprocess.run(
-        mdwe(str(BIN / "reconciler"), "apply", "--yes", "--config", str(config)),
+        sandboxed(str(BIN / "reconciler"), "apply", "--yes", "--config", str(config)),
         capture_output=True,
         text=True,
         timeout=90,
