@@ -30,8 +30,12 @@ NOT_BEGUN: Final = frozenset({RefreshStep.disable_autoscale, RefreshStep.wait_st
 """Steps of a cycle that has not torn anything down yet; only these wait for a refresh window."""
 
 
-class ShutdownRequested(Exception):
-    """Raised at the next step boundary once the daemon is stopping."""
+class ShutdownRequested(BaseException):
+    """Raised at the next step boundary once the daemon is stopping.
+
+    A BaseException, like `CancelledError`, because it is not a failure: the engine's safety net for
+    unexpected errors (`except Exception`) must let it through rather than report a crashed action.
+    """
 
 
 def refresh_begun(action: PoolAction) -> bool:

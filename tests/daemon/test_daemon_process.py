@@ -437,6 +437,10 @@ async def test_sigterm_mid_refresh_exits_quickly_and_a_restart_finishes(
     assert daemon.wait(15) == 0
     assert time.monotonic() - stopped_at < 5
     await daemon.wait_log(lambda e: e.get("event") == "daemon.stopped")
+    interrupted = await daemon.wait_log(lambda e: e.get("event") == "pool.action.interrupted")
+    assert interrupted["action"] == "refresh"
+    await daemon.wait_log(lambda e: e.get("event") == "reconcile.interrupted")
+    assert not [e for e in daemon.events() if e["event"] == "daemon.cancelled"], "stopped by cancellation"
     pool = (await pools_by_id(emulator)).get("p1")
     unfinished = pool is None or datetime.fromisoformat(pool["creationTime"].replace("Z", "+00:00")) <= at
     assert unfinished, "the refresh was meant to be interrupted"
