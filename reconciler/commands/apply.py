@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -34,6 +35,23 @@ from reconciler.plan.actions import Plan
 from reconciler.plan.render import plan_text, safe
 
 
+class CurrentStderrLogger:
+    """Writes each line to whatever `sys.stderr` is when the line is written.
+
+    A logger bound during a command (a cycle runner's, an action's) can outlive it; one holding the
+    stream it was created with would write into a stream its owner has since closed (a test's capture).
+    """
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = failure = err = msg
+
+
+def current_stderr_logger(*_args: Any) -> CurrentStderrLogger:
+    return CurrentStderrLogger()
+
+
 @contextlib.contextmanager
 def command_logging() -> Iterator[None]:
     """Engine logs to stderr, warnings and up, so stdout stays the command's own lines.
@@ -44,7 +62,7 @@ def command_logging() -> Iterator[None]:
     previous = structlog.get_config()
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=current_stderr_logger,
         cache_logger_on_first_use=False,
     )
     try:
