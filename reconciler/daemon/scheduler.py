@@ -266,7 +266,7 @@ class DaemonScheduler:
                 **({"next_run_time": now} if missed is not None else {}),
             )
             if missed is not None:
-                log.info("refresh.catch_up", pool=pool_id, scheduled=missed.isoformat())
+                log.info("refresh.catch_up", pool=pool_id, account=pool.account, scheduled=missed.isoformat())
 
     def _missed(self, policy: RefreshPolicy, now: datetime) -> datetime | None:
         """A fire within the grace that a daemon that was down did not request, if a window is open."""
