@@ -45,8 +45,6 @@ from reconciler.plan.actions import (
 from reconciler.plan.hashing import secret_references, spec_hash
 from reconciler.plan.refresh import PATCH_WHEN_EMPTY, effective_strategy
 from reconciler.plan.rules import (
-    DELETION_PROTECTION,
-    SECRET_DIGESTS,
     changed_secret_fields,
     compare,
     creation_changes,
@@ -222,7 +220,7 @@ def _patch_reason(changes: tuple[FieldChange, ...]) -> str:
 def _marker_changes(desired: Pool, observed: ObservedPool) -> tuple[FieldChange, ...]:
     """Our own metadata, shown and patched like a field so a stale hash or protection flag is fixed."""
     want: dict[str, str | None] = dict(desired_markers(desired))
-    for key in (DELETION_PROTECTION, SECRET_DIGESTS):
+    for key in (markers.DELETION_PROTECTION, markers.SECRET_DIGESTS):
         want.setdefault(key, None)
     if markers.MANAGED_BY in observed.metadata:
         del want[markers.MANAGED_BY]

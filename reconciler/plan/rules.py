@@ -120,16 +120,8 @@ def _leaves(path: str, old: Any, new: Any, *, expand: bool = False) -> Iterator[
         yield path, old, new
 
 
-SECRET_DIGESTS: Final = markers.SECRET_DIGESTS
-"""Per-field digests of the secret references (`hashing.secret_digests`): where a write-only change is."""
-
-DELETION_PROTECTION: Final = "reconciler.deletion-protection"
-"""Pool metadata mirroring the spec's `deletion_protection`: once a pool leaves the config, its
-metadata is the only place the protection can still be read from, so the prune guard reads it there."""
-
-
 def protected(observed: ObservedPool) -> bool:
-    return observed.metadata.get(DELETION_PROTECTION, "").strip().casefold() == "true"
+    return observed.metadata.get(markers.DELETION_PROTECTION, "").strip().casefold() == "true"
 
 
 def desired_markers(pool: Pool) -> dict[str, str]:
@@ -141,9 +133,9 @@ def desired_markers(pool: Pool) -> dict[str, str]:
     found = {markers.MANAGED_BY: markers.MANAGED_BY_VALUE, markers.SPEC_HASH: spec_hash(pool)}
     digests = secret_digests(pool)
     if digests:
-        found[SECRET_DIGESTS] = encode_digests(digests)
+        found[markers.SECRET_DIGESTS] = encode_digests(digests)
     if pool.deletion_protection:
-        found[DELETION_PROTECTION] = "true"
+        found[markers.DELETION_PROTECTION] = "true"
     return found
 
 
@@ -154,7 +146,7 @@ def changed_secret_fields(desired: Pool, observed: ObservedPool, *, visible_chan
     differs while no compared field does can only be a secret, in any of the fields holding one.
     """
     want = secret_digests(desired)
-    have = decode_digests(observed.metadata.get(SECRET_DIGESTS))
+    have = decode_digests(observed.metadata.get(markers.SECRET_DIGESTS))
     if have is None:
         if visible_changes or observed.spec_hash == spec_hash(desired):
             return frozenset()

@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 from plan_env import observed_from, spec
 
+from reconciler.azure import markers
+from reconciler.plan import rules
 from reconciler.plan.actions import ChangeRule
-from reconciler.plan.rules import PATCH_ANY_TIME, SCALE, WHEN_EMPTY, patch_fields, rule_for
+from reconciler.plan.rules import PATCH_ANY_TIME, SCALE, WHEN_EMPTY, desired_markers, patch_fields, rule_for
 from reconciler.spec.pool import OWN_KEYS, Pool
 from reconciler.spec.secrets import Secret
 
@@ -107,3 +109,19 @@ def test_patch_fields_include_secret_only_changes() -> None:
     }
     assert patch_fields(pool("${env:OLD}", "a", 3), observed) == frozenset()
     assert patch_fields(pool("${env:OLD}", "a", 1), replace(observed, desired_view={})) >= {"vm_size"}
+
+
+def test_every_marker_the_tool_writes_is_named_in_markers() -> None:
+    assert markers.DELETION_PROTECTION == "reconciler.deletion-protection"
+    assert markers.DELETION_PROTECTION in markers.ALL
+    assert not hasattr(rules, "DELETION_PROTECTION")
+    assert not hasattr(rules, "SECRET_DIGESTS")
+    registry = {
+        "registry_server": "r.azurecr.io",
+        "username": "u",
+        "password": Secret("v", reference="${env:PW}"),
+    }
+    machine = spec().virtual_machine_configuration.model_dump(mode="python", exclude_none=True)
+    machine["container_configuration"] = {"type": "dockerCompatible", "container_registries": [registry]}
+    everything = spec(deletion_protection=True, virtual_machine_configuration=machine)
+    assert set(desired_markers(everything)) == markers.ALL - {markers.REFRESH_REQUESTED_AT}
