@@ -31,9 +31,8 @@ from reconciler.azure.rest import rest_name
 from reconciler.azure.snapshot import ObservedPool
 from reconciler.engine.limits import Limits
 from reconciler.engine.wait import Clock, DeadlineExceeded, Pacing, Sleep, wait_until
-from reconciler.plan.actions import ChangeRule
 from reconciler.plan.refresh import RefreshStep, next_refresh_step, phase
-from reconciler.plan.rules import DELETION_PROTECTION, WHEN_EMPTY, compare, desired_markers, top_field
+from reconciler.plan.rules import desired_markers, patch_fields
 from reconciler.spec.pool import Pool
 from reconciler.spec.pool_refresh import RefreshPolicy
 
@@ -111,7 +110,7 @@ class CycleResult:
 
 def patched_markers(desired: Pool) -> dict[str, str | None]:
     """Our metadata after a PATCH that brings the pool to `desired`: stale optional markers removed."""
-    return {DELETION_PROTECTION: None, markers.SECRET_DIGESTS: None, **desired_markers(desired)}
+    return {markers.DELETION_PROTECTION: None, markers.SECRET_DIGESTS: None, **desired_markers(desired)}
 
 
 _CLEARED: Final[dict[str, Any]] = {
@@ -435,11 +434,7 @@ class CycleRunner:
         elif step is RefreshStep.patch_empty:
             assert desired is not None
             assert observed is not None
-            fields = {
-                top_field(c.path)
-                for c in compare(desired, observed)
-                if c.rule is ChangeRule.patch or top_field(c.path) in WHEN_EMPTY
-            }
+            fields = set(patch_fields(desired, observed))
             ours = {**patched_markers(desired), markers.REFRESH_REQUESTED_AT: None}
             await self._mutate(
                 step.value,

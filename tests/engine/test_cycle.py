@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from engine_env import ACCOUNT, World, pool_spec
+from engine_env import ACCOUNT, IMAGE, World, pool_spec
 
 from reconciler.azure import markers, operations
 from reconciler.engine.cycle import Outcome
 from reconciler.plan.hashing import spec_hash
 from reconciler.plan.rules import desired_markers
+from reconciler.spec.secrets import Secret
 
 
 async def create(world: World, pool_id: str) -> None:
@@ -195,3 +196,32 @@ async def test_a_refresh_under_injected_throttling_and_server_errors_still_finis
     assert result.outcome is Outcome.DONE, result.detail
     assert sum(rule.fired for rule in world.emu.faults.rules()) > 0
     assert world.sim_pool("flaky").created > created
+
+
+def registry_pool(password: Secret) -> dict[str, object]:
+    machine = {
+        **IMAGE,
+        "container_configuration": {
+            "type": "dockerCompatible",
+            "container_registries": [
+                {"registry_server": "r.azurecr.io", "username": "puller", "password": password}
+            ],
+        },
+    }
+    return pool_spec(refresh={"strategy": "patch-when-empty"}, virtual_machine_configuration=machine)
+
+
+async def test_patch_when_empty_carries_a_change_seen_only_through_a_secret_digest(world: World) -> None:
+    world.pools["reg"] = registry_pool(Secret("first-password", reference="${env:ACR_PW_OLD}"))
+    await create(world, "reg")
+    created = world.sim_pool("reg").created
+    world.pools["reg"] = registry_pool(Secret("second-password", reference="${env:ACR_PW_NEW}"))
+    async with world.clients() as clients:
+        result = await world.engine(clients).runner(ACCOUNT, "reg", world.config().pools["reg"]).run()
+    assert result.outcome is Outcome.DONE, result.detail
+    pool = world.sim_pool("reg")
+    assert pool.created == created
+    machine = pool.spec["virtualMachineConfiguration"]
+    assert machine["containerConfiguration"]["containerRegistries"][0]["password"] == "second-password"
+    metadata = {m["name"]: m["value"] for m in pool.spec["metadata"]}
+    assert metadata[markers.SPEC_HASH] == spec_hash(world.config().pools["reg"])
