@@ -32,6 +32,7 @@ from reconciler.daemon.metrics import IDLE_PHASE, Metrics
 from reconciler.daemon.reload import WATCH_INTERVAL, Reloader
 from reconciler.daemon.scheduler import DaemonScheduler
 from reconciler.daemon.sdnotify import Notifier
+from reconciler.engine.clusters import ClusterEngine, ClustersPass
 from reconciler.engine.cycle import CycleEvent
 from reconciler.engine.reconcile import PassResult, reconcile_once
 from reconciler.engine.wait import Pacing
@@ -124,6 +125,7 @@ class Daemon:
         self.reloader = Reloader(self.paths, config, self._swap, self.metrics)
         self.clients = self._make_clients(config)
         self.engine = self._make_engine(self.clients)
+        self.cluster_engine = self._make_cluster_engine(self.clients)
         self.metrics.config_last_reload_success.set(1)
 
     # --- building blocks -------------------------------------------------------------------------
@@ -146,6 +148,9 @@ class Daemon:
             engine.backoff = previous.backoff
             engine.limits = previous.limits
         return engine
+
+    def _make_cluster_engine(self, clients: AzureClients) -> ClusterEngine:
+        return ClusterEngine(clients, pacing=self.pacing, sleep=self._sleep)
 
     async def _sleep(self, seconds: float) -> None:
         """The engine's only way to wait: ends early, with `ShutdownRequested`, once stopping."""
@@ -224,8 +229,11 @@ class Daemon:
 
     async def _pass(self, started: float) -> None:
         config = self.config
+        clusters: ClustersPass | None = None
         try:
             result = await reconcile_once(config, self.clients, engine=self.engine)
+            if config.clusters and not self._stopping:
+                clusters = await self.cluster_engine.reconcile(config)
         except ShutdownRequested:
             self.metrics.record_failed_pass(time.monotonic() - started, "interrupted")
             log.info("reconcile.interrupted", reason="stopping")
@@ -236,17 +244,21 @@ class Daemon:
             self._after_first_pass()
             return
         seconds = time.monotonic() - started
-        self.metrics.record_pass(result, seconds, datetime.now(UTC))
+        ok = result.ok and (clusters is None or clusters.ok)
+        self.metrics.record_pass(result, seconds, datetime.now(UTC), ok=ok)
+        if clusters is not None:
+            self.metrics.record_clusters(clusters)
         self._statuses = result.plan.statuses
         self._reached_azure = _reached(result, config)
         if result.results and not self._stopping:
             await self._look_again(config)
         log.info(
             "reconcile.pass",
-            ok=result.ok,
+            ok=ok,
             seconds=round(seconds, 3),
             actions=len(result.results),
             failures=len(result.failures),
+            clusters=len(clusters.plans) if clusters is not None else 0,
             summary=summary(self._statuses),
         )
         self._after_first_pass()
@@ -311,6 +323,7 @@ class Daemon:
             self._retired.append(self.clients)
             self.clients = self._make_clients(config)
             self.engine = self._make_engine(self.clients, self.engine)
+            self.cluster_engine = self._make_cluster_engine(self.clients)
         if config.logging != old.logging:
             logs.configure(logs.level_name(config.logging.level), config.logging.format)
         if config.metrics != old.metrics:

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from reconciler import __version__
 from reconciler.azure.snapshot import ObservedPool, Snapshot
+from reconciler.engine.clusters import ClustersPass, figures
 from reconciler.engine.cycle import CycleEvent
 from reconciler.engine.reconcile import PassResult
 from reconciler.plan.actions import ActionKind, Plan, PoolState
@@ -154,6 +155,36 @@ class Metrics:
             ["pool"],
             registry=r,
         )
+        self.cluster_workers = Gauge(
+            "reconciler_cluster_workers",
+            "Dask workers of a cluster by state.",
+            ["cluster", "state"],
+            registry=r,
+        )
+        self.cluster_target_workers = Gauge(
+            "reconciler_cluster_target_workers",
+            "Workers a cluster is declared with.",
+            ["cluster"],
+            registry=r,
+        )
+        self.cluster_scheduler_up = Gauge(
+            "reconciler_cluster_scheduler_up",
+            "1 when the cluster's scheduler VM is running.",
+            ["cluster"],
+            registry=r,
+        )
+        self.cluster_replacements = Counter(
+            "reconciler_cluster_replacements",
+            "Workers or schedulers replaced, by reason.",
+            ["cluster", "reason"],
+            registry=r,
+        )
+        self.cluster_orphans_deleted = Counter(
+            "reconciler_cluster_orphans_deleted",
+            "Leftover resources of a cluster deleted, by kind.",
+            ["cluster", "kind"],
+            registry=r,
+        )
         self.build_info.labels(version=version).set(1)
         for result in RUN_RESULTS:
             self.reconcile_runs.labels(result=result)
@@ -165,11 +196,14 @@ class Metrics:
 
     # --- a pass ----------------------------------------------------------------------------------
 
-    def record_pass(self, result: PassResult, seconds: float, finished: datetime) -> None:
-        """Counters and gauges after a pass that ran to its end."""
+    def record_pass(
+        self, result: PassResult, seconds: float, finished: datetime, *, ok: bool | None = None
+    ) -> None:
+        """Counters and gauges after a pass that ran to its end; `ok` overrides the pools' verdict."""
+        ok = result.ok if ok is None else ok
         self.reconcile_duration.observe(seconds)
-        self.reconcile_runs.labels(result="success" if result.ok else "failure").inc()
-        if result.ok:
+        self.reconcile_runs.labels(result="success" if ok else "failure").inc()
+        if ok:
             self.last_success.set(finished.timestamp())
         for action_result in result.results:
             kind = action_result.action.kind
@@ -233,6 +267,23 @@ class Metrics:
             self.pool_refresh_phase.remove(pool, previous)
         self._phases[pool] = phase
         self.pool_refresh_phase.labels(pool=pool, phase=phase).set(1)
+
+    def record_clusters(self, done: ClustersPass) -> None:
+        """Cluster gauges from what ARM showed, counters from what the pass did."""
+        results = {result.plan.name: result for result in done.results}
+        self.cluster_workers.clear()
+        self.cluster_target_workers.clear()
+        self.cluster_scheduler_up.clear()
+        for plan in done.plans:
+            numbers = figures(plan, results.get(plan.name))
+            for state, count in numbers.workers.items():
+                self.cluster_workers.labels(cluster=numbers.cluster, state=state).set(count)
+            self.cluster_target_workers.labels(cluster=numbers.cluster).set(numbers.target_workers)
+            self.cluster_scheduler_up.labels(cluster=numbers.cluster).set(1 if numbers.scheduler_up else 0)
+            for reason, count in numbers.replacements.items():
+                self.cluster_replacements.labels(cluster=numbers.cluster, reason=str(reason)).inc(count)
+            for kind, count in numbers.orphans_deleted.items():
+                self.cluster_orphans_deleted.labels(cluster=numbers.cluster, kind=kind).inc(count)
 
     # --- the engine's phase observer -------------------------------------------------------------
 

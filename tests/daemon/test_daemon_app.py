@@ -207,3 +207,65 @@ async def test_the_watchdog_is_fed_only_while_the_scheduler_progresses(emu: Emul
         reader.cancel()
         sock.close()
         path.unlink(missing_ok=True)
+
+
+CLUSTER_SCALE = 20_000.0
+
+
+async def make_network(emu: Emulator) -> None:
+    """The vnet, subnet and NSG a cluster spec names, made through the network SDK."""
+    network = emu.network_client(polling_interval=0)
+    subnet = {"name": "workers", "properties": {"addressPrefix": "10.5.1.0/24"}}
+    vnet = {
+        "location": "japaneast",
+        "properties": {"addressSpace": {"addressPrefixes": ["10.5.0.0/16"]}, "subnets": [subnet]},
+    }
+    await (await network.virtual_networks.begin_create_or_update("rg-dask", "dask-vnet", vnet)).result()
+    nsg = {"location": "japaneast", "properties": {"securityRules": []}}
+    await (await network.network_security_groups.begin_create_or_update("rg-dask", "dask-nsg", nsg)).result()
+
+
+async def test_clusters_are_reconciled_in_the_same_pass_and_measured() -> None:
+    async with Emulator(time_scale=CLUSTER_SCALE) as emu:
+        await make_network(emu)
+        identity = emu.connection["identity"]
+        config = Config.model_validate(
+            {
+                "azure": {
+                    "arm_endpoint": emu.connection["arm"]["url"],
+                    "authority": identity["authority"],
+                    "ca_bundle": emu.connection["ca_bundle"],
+                    "subscription_id": emu.connection["arm"]["subscription_id"],
+                    "auth": {
+                        "method": "client_secret",
+                        "tenant_id": identity["tenant_id"],
+                        "client_id": identity["client_id"],
+                        "client_secret": identity["client_secret"],
+                    },
+                },
+                "clusters": {
+                    "dask1": {
+                        "location": "japaneast",
+                        "resource_group": "rg-dask",
+                        "vnet": "dask-vnet",
+                        "security_group": "dask-nsg",
+                        "n_workers": 2,
+                    }
+                },
+            }
+        )
+        daemon = Daemon([], config, env={}, metrics_port=0, pacing=Pacing(time_scale=CLUSTER_SCALE))
+        running = asyncio.create_task(daemon.run(install_signals=False))
+        sample = daemon.metrics.registry.get_sample_value
+        try:
+            await wait_for(
+                lambda: sample("reconciler_cluster_workers", {"cluster": "dask1", "state": "running"}) == 2,
+                "two running workers measured",
+            )
+            assert sample("reconciler_cluster_target_workers", {"cluster": "dask1"}) == 2
+            assert sample("reconciler_cluster_scheduler_up", {"cluster": "dask1"}) == 1
+            assert (sample("reconciler_reconcile_runs_total", {"result": "success"}) or 0) >= 1
+            assert daemon.ready()[0]
+        finally:
+            daemon.stop()
+            assert await asyncio.wait_for(running, 10) == 0
