@@ -1,9 +1,10 @@
 """Per-pool exponential requeue times after failures, fed back to the planner as `backoff_until`.
 
-A pool that hit its core quota fails the same way on the next tick; retrying it every tick would spend API
-calls and log lines on a state only an admin can change. Each consecutive failure doubles the pause, up to
-`cap`, and one success clears it. Kept in memory on purpose: this is rate limiting, not progress, and a
-restart that forgets it costs one early retry.
+A pool that hit its core quota fails the same way on the next tick, and so does a create refused with
+`PoolQuotaReached`, a refresh whose drain was aborted or a PATCH the service rejects; retrying any of them
+every tick would spend API calls and log lines on a state only an admin can change. Each consecutive
+failure doubles the pause, up to `cap`, and one success clears it. Kept in memory on purpose: this is
+rate limiting, not progress, and a restart that forgets it costs one early retry.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
+
+from reconciler.plan.actions import Backoff
 
 PoolKey = tuple[str, str]
 """(account, pool id as the config spells it), the key `make_plan(backoff_until=...)` reads."""
@@ -61,8 +64,12 @@ class RequeueBackoff:
     def get(self, account: str, pool_id: str) -> Requeue | None:
         return self._pools.get(pool_key(account, pool_id))
 
-    def until(self, now: datetime | None = None) -> Mapping[PoolKey, datetime]:
-        """Pools still paused (all of them without `now`), keyed by `pool_key`."""
+    def until(self, now: datetime | None = None) -> Mapping[PoolKey, Backoff]:
+        """Pools still paused (all of them without `now`), keyed by `pool_key`, with the failure."""
         return MappingProxyType(
-            {key: r.until for key, r in self._pools.items() if now is None or r.until > now}
+            {
+                key: Backoff(r.until, r.reason)
+                for key, r in self._pools.items()
+                if now is None or r.until > now
+            }
         )

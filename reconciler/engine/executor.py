@@ -5,8 +5,10 @@ that follows it); different pools run concurrently, bounded per account by `Limi
 calls and overall by `Limits.refresh_cycles` refresh cycles handed out fairly across accounts. A failing
 action is reported in its `ActionResult` and stops only the later actions of its own pool.
 
-Actions that end with a pool short of its spec (quota, an aborted drain) put the pool into the requeue
-backoff, which the next plan reads as `backoff_until`; a pool that ends well is cleared from it.
+Every action that ends badly (quota, an aborted drain, a refused call, a deadline passed) puts its pool
+into the requeue backoff, which the next plan reads as `backoff_until` and holds all of the pool's
+actions against; a pool whose action ends well is cleared from it. A drain still running under
+`on_drain_timeout: wait` is not a failure: the next pass follows it again.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from reconciler.spec.pool import Pool
 log = structlog.get_logger("reconciler.engine.executor")
 
 _CYCLE_KINDS: Final = frozenset({ActionKind.create, ActionKind.refresh, ActionKind.delete})
-_BACKOFF_OUTCOMES: Final = frozenset({Outcome.DEGRADED, Outcome.ABORTED})
+_BACKOFF_OUTCOMES: Final = frozenset(Outcome) - {Outcome.DONE, Outcome.WAITING}
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ command can render it, without either of them reaching back into the planner.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -70,6 +71,14 @@ class HeldAction:
 
     action: PoolAction
     reason: str
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """A pool whose last action failed, left alone until `until`; `reason` is that failure, shown on hold."""
+
+    until: datetime
+    reason: str = ""
 
 
 class PoolState(StrEnum):

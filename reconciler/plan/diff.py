@@ -15,7 +15,10 @@ Order matters to the engine: a pool's actions run in the order given, the patch 
 hash lands only together with the fields it stands for.
 
 Held, with the reason: everything for `suspend: true`; a refresh that would delete a pool with
-`deletion_protection`; a resize of a degraded pool until `backoff_until[(account, pool_id)]`. Managed
+`deletion_protection`; every action on a pool whose last action failed (a create refused on quota, a
+refresh whose drain was aborted, a resize short of its target, ...) until
+`backoff_until[(account, pool_id)]`, which the engine records and clears: without it the same failure
+would be planned and tried again on every tick. Managed
 pools the config no longer declares are `orphaned`: deleted only with `safety.prune`, at most
 `safety.max_deletions_per_run` per plan (by account then id), and never when their metadata carries
 `reconciler.deletion-protection: true` — the pool's own metadata is the only place protection can be
@@ -34,6 +37,7 @@ from reconciler.azure import markers
 from reconciler.azure.snapshot import AccountSnapshot, ObservedPool, Snapshot
 from reconciler.plan.actions import (
     ActionKind,
+    Backoff,
     ChangeRule,
     FieldChange,
     HeldAction,
@@ -59,7 +63,9 @@ from reconciler.spec.pool import Pool
 
 NOT_RETURNED = "(not returned by the service)"
 _AUTOSCALE_SETTINGS = ("auto_scale_formula", "auto_scale_evaluation_interval")
-_NO_BACKOFF: Mapping[tuple[str, str], datetime] = MappingProxyType({})
+BackoffUntil = Mapping[tuple[str, str], datetime | Backoff]
+"""(account, pool id as the config spells it) → until when, and after which failure, to leave it alone."""
+_NO_BACKOFF: BackoffUntil = MappingProxyType({})
 
 
 @dataclass
@@ -74,7 +80,7 @@ def make_plan(
     snapshot: Snapshot,
     *,
     now: datetime,
-    backoff_until: Mapping[tuple[str, str], datetime] = _NO_BACKOFF,
+    backoff_until: BackoffUntil = _NO_BACKOFF,
 ) -> Plan:
     """The plan for one pass; pure, so the same inputs always give the same plan."""
     out = _Collected()
@@ -93,7 +99,7 @@ def make_plan(
             observed = observed_account.pools[key]
             if observed.pool_id.casefold() in ids:
                 continue
-            deletions += _plan_undeclared(out, config, observed, deletions)
+            deletions += _plan_undeclared(out, config, observed, deletions, now, backoff_until)
     return Plan(tuple(out.actions), tuple(out.statuses), tuple(out.held))
 
 
@@ -103,7 +109,7 @@ def _plan_declared(
     desired: Pool,
     account: AccountSnapshot | None,
     now: datetime,
-    backoff_until: Mapping[tuple[str, str], datetime],
+    backoff_until: BackoffUntil,
 ) -> None:
     name = desired.account
     if account is None or account.error is not None:
@@ -120,6 +126,10 @@ def _plan_declared(
             out.held.append(HeldAction(create, "suspend: true"))
             detail = "absent; suspend: true"
             out.statuses.append(PoolStatus(name, pool_id, PoolState.suspended, None, detail))
+        elif (pause := _backing_off(create, None, now, backoff_until)) is not None:
+            out.held.append(pause)
+            detail = f"declared but absent; create held: {pause.reason}"
+            out.statuses.append(PoolStatus(name, pool_id, PoolState.missing, None, detail))
         else:
             out.actions.append(create)
             out.statuses.append(PoolStatus(name, pool_id, PoolState.missing, None, "declared but absent"))
@@ -285,7 +295,7 @@ def _guard(
     desired: Pool,
     observed: ObservedPool,
     now: datetime,
-    backoff_until: Mapping[tuple[str, str], datetime],
+    backoff_until: BackoffUntil,
 ) -> HeldAction | None:
     """The safety rule that withholds this action of a declared managed pool, if one does."""
     if (
@@ -295,14 +305,35 @@ def _guard(
         and effective_strategy(observed, desired) != PATCH_WHEN_EMPTY
     ):
         return HeldAction(action, "deletion_protection: a refresh would delete the pool")
-    if action.kind == ActionKind.resize and degraded(observed):
-        until = backoff_until.get((action.account, action.pool_id))
-        if until is not None and now < until:
-            return HeldAction(action, f"degraded: backing off until {until.isoformat()}")
-    return None
+    return _backing_off(action, observed, now, backoff_until)
 
 
-def _plan_undeclared(out: _Collected, config: Config, observed: ObservedPool, deletions: int) -> int:
+def _backing_off(
+    action: PoolAction, observed: ObservedPool | None, now: datetime, backoff_until: BackoffUntil
+) -> HeldAction | None:
+    """Held while the pool's requeue backoff lasts, naming the failure and when it is tried again."""
+    entry = backoff_until.get((action.account, action.pool_id))
+    if entry is None:
+        return None
+    pause = entry if isinstance(entry, Backoff) else Backoff(entry)
+    if now >= pause.until:
+        return None
+    reason = f"backing off until {pause.until.isoformat()}"
+    if pause.reason:
+        reason += f" after: {pause.reason}"
+    if observed is not None and degraded(observed):
+        reason = f"degraded: {reason}"
+    return HeldAction(action, reason)
+
+
+def _plan_undeclared(
+    out: _Collected,
+    config: Config,
+    observed: ObservedPool,
+    deletions: int,
+    now: datetime,
+    backoff_until: BackoffUntil,
+) -> int:
     """Report a pool the config does not declare; plan its deletion if it is ours. Returns deletions."""
     name, pool_id = observed.account, observed.pool_id
     if not observed.managed:
@@ -322,6 +353,8 @@ def _plan_undeclared(out: _Collected, config: Config, observed: ObservedPool, de
         hold = "safety.prune is off"
     elif deletions >= safety.max_deletions_per_run:
         hold = f"safety.max_deletions_per_run ({safety.max_deletions_per_run}) reached"
+    elif (pause := _backing_off(delete, observed, now, backoff_until)) is not None:
+        hold = pause.reason
     detail = "no longer declared" + (f"; deletion held: {hold}" if hold else "; to be deleted")
     out.statuses.append(PoolStatus(name, pool_id, PoolState.orphaned, None, detail, observed))
     if hold is not None:

@@ -76,11 +76,13 @@ async def test_a_cancelled_waiter_gives_up_its_turn() -> None:
 def test_requeue_backoff_doubles_up_to_the_cap_and_clears_on_success() -> None:
     from datetime import UTC, datetime, timedelta
 
+    from reconciler.plan.actions import Backoff
+
     backoff = RequeueBackoff(base=timedelta(minutes=1), cap=timedelta(minutes=5), jitter=0.0)
     now = datetime(2026, 1, 1, tzinfo=UTC)
     pauses = [backoff.failed("acc", "p", now, "quota").until - now for _ in range(5)]
     assert pauses == [timedelta(minutes=m) for m in (1, 2, 4, 5, 5)]
-    assert backoff.until(now) == {("acc", "p"): now + timedelta(minutes=5)}
+    assert backoff.until(now) == {("acc", "p"): Backoff(now + timedelta(minutes=5), "quota")}
     assert backoff.until(now + timedelta(minutes=6)) == {}
     backoff.succeeded("acc", "p")
     assert backoff.get("acc", "p") is None

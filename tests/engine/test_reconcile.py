@@ -55,6 +55,64 @@ async def test_quota_degrades_backs_off_and_never_recreates(world: World) -> Non
     assert world.emu.counters.total("batch.Pools_DeletePool") == 0
 
 
+async def test_a_create_refused_on_pool_quota_is_held_until_its_backoff_ends_then_clears(
+    world: World,
+) -> None:
+    world.pools = {"late": pool_spec(target_dedicated_nodes=1)}
+    world.emu.batch.set_quotas(ACCOUNT, pools=0)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    clock = [now]
+    async with world.clients() as clients:
+        engine = world.engine(clients)
+        engine.now = lambda: clock[0]
+        first = await reconcile_once(world.config(), clients, engine=engine, now=now)
+        assert [(r.action.kind, r.outcome) for r in first.results] == [(ActionKind.create, Outcome.DEGRADED)]
+        pause = engine.backoff.get(ACCOUNT, "late")
+        assert pause is not None
+
+        world.emu.counters.reset()
+        held = await reconcile_once(world.config(), clients, engine=engine, now=now + timedelta(seconds=30))
+        assert held.results == ()
+        ((action, reason),) = [(h.action.kind, h.reason) for h in held.plan.held]
+        assert action is ActionKind.create
+        assert "PoolQuotaReached" in reason
+        assert pause.until.isoformat() in reason
+        assert world.emu.counters.total("batch.Pools_CreatePool") == 0
+
+        world.emu.batch.set_quotas(ACCOUNT, pools=10)
+        later = clock[0] = pause.until + timedelta(seconds=1)
+        retried = await reconcile_once(world.config(), clients, engine=engine, now=later)
+        assert [(r.action.kind, r.outcome) for r in retried.results] == [(ActionKind.create, Outcome.DONE)]
+        assert engine.backoff.get(ACCOUNT, "late") is None
+    assert world.sim_pool("late") is not None
+
+
+async def test_a_refused_patch_backs_off_like_any_failed_action(world: World) -> None:
+    world.pools = {"pp": pool_spec(target_dedicated_nodes=1)}
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    async with world.clients() as clients:
+        engine = world.engine(clients)
+        engine.now = lambda: now
+        await reconcile_once(world.config(), clients, engine=engine, now=now)
+        world.pools["pp"] = pool_spec(target_dedicated_nodes=1, start_task={"command_line": "echo new"})
+        world.emu.faults.add(
+            operation="batch.Pools_UpdatePool", status=400, code="InvalidPropertyValue", count=1
+        )
+        failed = await reconcile_once(world.config(), clients, engine=engine, now=now)
+        assert [(r.action.kind, r.outcome) for r in failed.results] == [(ActionKind.patch, Outcome.FAILED)]
+        pause = engine.backoff.get(ACCOUNT, "pp")
+        assert pause is not None
+
+        held = await reconcile_once(world.config(), clients, engine=engine, now=now + timedelta(seconds=5))
+        assert held.results == ()
+        assert [h.action.kind for h in held.plan.held] == [ActionKind.patch]
+
+        retried = await reconcile_once(world.config(), clients, engine=engine, now=pause.until)
+        assert [(r.action.kind, r.outcome) for r in retried.results] == [(ActionKind.patch, Outcome.DONE)]
+        assert engine.backoff.get(ACCOUNT, "pp") is None
+    assert world.sim_pool("pp").spec["startTask"]["commandLine"] == "echo new"
+
+
 async def test_injected_throttling_and_server_errors_converge(world: World) -> None:
     world.pools = {name: pool_spec(target_dedicated_nodes=1) for name in ("f1", "f2")}
     for status in (429, 500, 503):
@@ -192,5 +250,7 @@ async def test_an_unexpected_error_in_one_action_leaves_the_others_running(world
         engine.runner = broken  # type: ignore[method-assign]
         result = await reconcile_once(world.config(), clients, engine=engine)
     outcomes = {r.action.pool_id: (r.outcome, r.detail) for r in result.results}
-    assert outcomes["bad"] == (Outcome.FAILED, "internal error (RuntimeError)")
+    assert outcomes["bad"][0] is Outcome.FAILED
+    assert outcomes["bad"][1].startswith("internal error (RuntimeError); next attempt after ")
+    assert engine.backoff.get(ACCOUNT, "bad") is not None
     assert outcomes["ok"][0] is Outcome.DONE

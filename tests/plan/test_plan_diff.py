@@ -22,7 +22,7 @@ from plan_env import (
     with_view,
 )
 
-from reconciler.plan.actions import ActionKind, ChangeRule, Plan, PoolState
+from reconciler.plan.actions import ActionKind, Backoff, ChangeRule, Plan, PoolState
 from reconciler.plan.diff import make_plan
 from reconciler.plan.hashing import spec_hash
 from reconciler.spec.pool import Pool
@@ -306,8 +306,44 @@ def test_degraded_pool_with_a_new_size_holds_that_resize_too() -> None:
     plan = plan_one(
         spec(target_dedicated_nodes=6), observed, backoff_until={("demo", "p1"): NOW + timedelta(hours=1)}
     )
-    assert kinds(plan) == [ActionKind.patch]
-    assert [k for k, _ in held_kinds(plan)] == [ActionKind.resize]
+    assert plan.actions == ()
+    assert [k for k, _ in held_kinds(plan)] == [ActionKind.patch, ActionKind.resize]
+
+
+@pytest.mark.parametrize(
+    ("observed", "desired", "kind"),
+    [
+        (None, spec(), ActionKind.create),
+        (observed_from(spec()), spec(vm_size="standard_d4s_v3"), ActionKind.refresh),
+        (observed_from(spec()), spec(start_task={"command_line": "echo new"}), ActionKind.patch),
+        (observed_from(spec()), spec(target_dedicated_nodes=7), ActionKind.resize),
+    ],
+)
+def test_every_action_of_a_pool_in_backoff_is_held_with_the_failure_and_the_retry_time(
+    observed: Any, desired: Pool, kind: ActionKind
+) -> None:
+    until = NOW + timedelta(minutes=4)
+    pause = Backoff(until, "create p1: PoolQuotaReached")
+    plan = plan_one(desired, observed, backoff_until={("demo", "p1"): pause})
+    free = kinds(plan_one(desired, observed))
+    assert free[-1] is kind
+    assert plan.actions == ()
+    reason = f"backing off until {until.isoformat()} after: create p1: PoolQuotaReached"
+    assert held_kinds(plan) == [(k, reason) for k in free]
+    assert not plan.in_sync
+    assert kinds(plan_one(desired, observed, backoff_until={("demo", "p1"): Backoff(NOW)})) == free
+    assert kinds(plan_one(desired, observed, backoff_until={("demo", "other"): pause})) == free
+
+
+def test_an_orphan_in_backoff_is_not_deleted_and_does_not_count_against_the_limit() -> None:
+    gone = replace(observed_from(spec()), pool_id="gone")
+    also = replace(observed_from(spec()), pool_id="also")
+    pause = {("demo", "also"): Backoff(NOW + timedelta(minutes=1), "delete also: boom")}
+    plan = make_plan(config({}, prune=True), snapshot(gone, also), now=NOW, backoff_until=pause)
+    assert [(a.kind, a.pool_id) for a in plan.actions] == [(ActionKind.delete, "gone")]
+    assert [(h.action.pool_id, h.reason.split(" after: ")[1]) for h in plan.held] == [
+        ("also", "delete also: boom")
+    ]
 
 
 def test_suspended_pool_holds_every_action() -> None:
