@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/reconciler validate config/example.yaml
+	$(BIN)/reconciler demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests
