@@ -208,7 +208,7 @@ def test_the_daemons_stack_runs_in_the_units_sandbox(emulator: RunningEmulator, 
     assert "wx" in json.dumps(json.loads(state.stdout))
 
 
-@pytest.mark.parametrize("readme", ["systemd/README.md", "deploy/README.md"])
+@pytest.mark.parametrize("readme", ["systemd/README.md", "README.md"])
 def test_readme_reports_the_measured_exposure(readme: str, tmp_path: Path) -> None:
     level = exposure(templated(tmp_path))
     text = (ROOT / readme).read_text()
