@@ -184,6 +184,30 @@ async def patch_pool(
     raise AssertionError("unreachable")
 
 
+async def adopt_pool(
+    clients: AzureClients,
+    account: str,
+    pool_id: str,
+    observed: ObservedPool,
+    ours: Mapping[str, str | None],
+) -> None:
+    """Write our markers onto a pool found without them, only if it is still the pool that was compared.
+
+    Unlike `patch_pool`, a concurrent change is not re-read and merged: the decision to adopt rested on
+    this observation matching the spec, so the PATCH is conditional on its ETag and a pool changed since
+    is refused (a precondition failure), to be compared again on the next pass. The user's metadata is
+    kept as observed.
+    """
+    if not observed.etag:
+        error = AzureError(ErrorKind.PRECONDITION, "the pool was observed without an ETag; not adopted")
+        raise OperationFailed("adopt", pool_id, error)
+    merged = merged_metadata(None, observed.metadata, ours)
+    try:
+        await _update(clients, account, pool_id, {"metadata": merged}, observed.etag)
+    except OperationFailed as failed:
+        raise OperationFailed("adopt", pool_id, failed.error) from None
+
+
 async def replace_properties(
     clients: AzureClients,
     account: str,

@@ -3,7 +3,10 @@
 The YAML is built from the same REST→spec conversion the plan compares with
 (`reconciler.azure.rest.canonical_from_rest`, then `comparable_view`), so the exported pools plan as in
 sync against the pools they came from; service defaults are left out to keep the file short. The
-tool's own `reconciler.*` metadata is not exported.
+tool's own `reconciler.*` metadata is not exported. Every pool is written with `adopt: true`: the point
+of exporting is to bring the pools under the tool, and the first `apply` then writes the ownership
+marker onto each pool that still matches its exported spec (one that changed meanwhile is held, never
+touched), after which it can be refreshed like any pool the tool built.
 
 Secrets: the service never returns passwords and keys, and what it does return (a SAS URL) must not be
 written to a file. Every secret field the service filled, or the model requires, becomes an
@@ -130,7 +133,7 @@ def _pool_section(body: Mapping[str, Any], account: str, env_names: list[str]) -
         view.setdefault("target_dedicated_nodes", 0)
     with_secrets = _add_secrets(Pool, view, body, (pool_id,), env_names)
     ordered = {name: with_secrets[name] for name in Pool.model_fields if name in with_secrets}
-    return {"account": account, **ordered}
+    return {"account": account, "adopt": True, **ordered}
 
 
 def _escaped(value: Any) -> Any:

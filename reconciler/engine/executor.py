@@ -157,9 +157,11 @@ class Engine:
         if desired is None:
             return Outcome.FAILED, f"{action.kind.value} needs the pool's spec"
         if action.kind is ActionKind.adopt:
+            if action.observed is None:
+                return Outcome.FAILED, "adopt needs the pool as it was compared"
             async with self.limits.mutation(account):
-                await operations.patch_pool(
-                    clients, account, pool_id, ours=patched_markers(desired), observed=action.observed
+                await operations.adopt_pool(
+                    clients, account, pool_id, action.observed, patched_markers(desired)
                 )
             return Outcome.DONE, "adopted: ownership marker written"
         if action.kind is ActionKind.patch:

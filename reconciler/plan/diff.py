@@ -4,7 +4,10 @@ Decisions, per declared pool (ids compared case-insensitively, as Batch does):
 - account unreachable → `unreachable`, nothing planned: an unobserved pool must not look missing.
 - absent → `create`; present without our `reconciler.managed-by` marker → `unmanaged`, never touched
   (its differences are shown as held), except a pool carrying exactly this spec's hash, which only a
-  create of ours can have written: that one is `adopt`ed.
+  create of ours can have written, and, with `adopt: true`, a pool whose every observed property
+  matches the spec: those are `adopt`ed (marker and hash written, nothing else changed). An `adopt: true`
+  pool that differs is held with the differing fields: it is changed only once it is ours, and it
+  becomes ours only as it is.
 - being deleted, or a refresh requested and not yet done → `refresh` alone: the cycle converges every
   field, so no patch or scale runs beside it.
 - a difference that needs an empty pool (including a changed secret in such a field) → `refresh`.
@@ -135,7 +138,7 @@ def _plan_declared(
             out.statuses.append(PoolStatus(name, pool_id, PoolState.missing, None, "declared but absent"))
         return
     if not observed.managed:
-        _plan_unmanaged(out, pool_id, desired, observed)
+        _plan_unmanaged(out, pool_id, desired, observed, now, backoff_until)
         return
     actions = _managed_actions(pool_id, desired, observed)
     held: list[HeldAction] = []
@@ -151,20 +154,41 @@ def _plan_declared(
     out.statuses.append(managed_status(pool_id, desired, observed, actions, held))
 
 
-def _plan_unmanaged(out: _Collected, pool_id: str, desired: Pool, observed: ObservedPool) -> None:
+def _plan_unmanaged(
+    out: _Collected,
+    pool_id: str,
+    desired: Pool,
+    observed: ObservedPool,
+    now: datetime,
+    backoff_until: BackoffUntil,
+) -> None:
     name = desired.account
-    if observed.spec_hash == spec_hash(desired):
-        reason = "carries this spec's hash but not the ownership marker"
+    changes = compare(desired, observed)
+    ours = observed.spec_hash == spec_hash(desired)
+    if ours or (desired.adopt and not changes):
+        reason = (
+            "carries this spec's hash but not the ownership marker"
+            if ours
+            else "adopt: true and the pool matches the spec"
+        )
         adopt = PoolAction(ActionKind.adopt, name, pool_id, reason, desired=desired, observed=observed)
         if desired.suspend:
             out.held.append(HeldAction(adopt, "suspend: true"))
+        elif (pause := _backing_off(adopt, observed, now, backoff_until)) is not None:
+            out.held.append(pause)
         else:
             out.actions.append(adopt)
         out.statuses.append(PoolStatus(name, pool_id, PoolState.drifted, None, reason, observed))
         return
-    changes = compare(desired, observed)
     detail = "declared, but the pool exists without reconciler.managed-by: never touched"
-    if changes:
+    if desired.adopt:
+        fields = ", ".join(dict.fromkeys(top_field(c.path) for c in changes))
+        adopt = PoolAction(
+            ActionKind.adopt, name, pool_id, f"adopt: true, but {fields} differ", changes, desired, observed
+        )
+        out.held.append(HeldAction(adopt, f"not adopted: differs from the spec in {fields}"))
+        detail = f"adopt: true, but not adopted while it differs from the spec in {fields}"
+    elif changes:
         worst = _kind_for(changes)
         action = PoolAction(worst, name, pool_id, "differs from the spec", changes, desired, observed)
         out.held.append(HeldAction(action, "unmanaged pool (no reconciler.managed-by marker)"))

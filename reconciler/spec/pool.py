@@ -7,8 +7,8 @@ key under `pools:`, checked by `validate_pool_id`.
 Not modelled, because the API deprecates them or they only ever applied to Cloud Services pools:
 `certificateReferences` (use the Key Vault VM extension instead). `imageReference.exactVersion` is
 read-only. Added beyond the data plane: `identity` (user-assigned managed identities, which Azure
-accepts only through the management plane) and the tool's own `account`, `refresh`, `suspend` and
-`deletion_protection`.
+accepts only through the management plane) and the tool's own `account`, `refresh`, `suspend`,
+`deletion_protection` and `adopt`.
 """
 
 from __future__ import annotations
@@ -49,10 +49,10 @@ MIN_AUTOSCALE_INTERVAL = timedelta(minutes=5)
 MAX_AUTOSCALE_INTERVAL = timedelta(hours=168)
 MAX_DISPLAY_NAME = 1024
 
-OWN_KEYS = frozenset({"account", "identity", "refresh", "suspend", "deletion_protection"})
+OWN_KEYS = frozenset({"account", "identity", "refresh", "suspend", "deletion_protection", "adopt"})
 """Pool keys that are not part of the data-plane create body."""
 
-_NOT_AZURE_STATE = frozenset({"account", "refresh", "suspend", "deletion_protection"})
+_NOT_AZURE_STATE = frozenset({"account", "refresh", "suspend", "deletion_protection", "adopt"})
 
 SCALE_KEYS = (
     "target_dedicated_nodes",
@@ -132,6 +132,14 @@ class Pool(ApiModel):
 
     deletion_protection: bool = False
     """Never delete this pool, neither to refresh it nor when it leaves the config."""
+
+    adopt: bool = False
+    """Take over a pool of this id that exists without the reconciler's ownership marker (one made by
+    hand or by another tool, as `reconciler export` writes them): only while every property the service
+    returns matches this spec is the marker and spec hash written into its metadata (the user's metadata
+    kept); a pool that differs is left untouched and the plan lists the differing fields. Without it
+    such a pool is never changed. Secrets the service does not return cannot be compared: adopting
+    declares that the pool's match the spec's references."""
 
     @field_validator("display_name")
     @classmethod

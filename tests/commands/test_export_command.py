@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,13 @@ from pool_commands_env import (
 )
 from ruamel.yaml import YAML
 
+from reconciler.azure import markers
+from reconciler.commands.apply import apply_command
 from reconciler.commands.export import export_command
 from reconciler.commands.plan import plan_command
+from reconciler.commands.refresh import refresh_command
 from reconciler.emulator import Emulator, ThreadedEmulator
+from reconciler.plan.hashing import spec_hash
 from reconciler.spec.loader import load_config
 from reconciler.spec.pool import Pool
 
@@ -87,8 +92,16 @@ def legacy_pools(emu: ThreadedEmulator) -> None:
     )
 
 
+TEAM = {"name": "team", "value": "data"}
+
+
 def read_yaml(text: str) -> Any:
     return YAML(typ="safe").load(text)
+
+
+def pool_metadata(emu: ThreadedEmulator, pool_id: str) -> dict[str, str]:
+    pool = emu.call(lambda: emu.batch.pool(ACCOUNT, pool_id))
+    return {m["name"]: m["value"] for m in pool.spec.get("metadata", [])}
 
 
 def test_export_validates_and_plans_in_sync(
@@ -137,10 +150,57 @@ def test_export_validates_and_plans_in_sync(
     }
     loaded = load_config([exported], env=env)
     assert loaded.pools["elastic"].enable_auto_scale
+    assert all(pool["adopt"] is True for pool in data["pools"].values())
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    assert plan_command([exported], "text") == 0
-    assert capsys.readouterr().out.startswith("  note demo/")
+    assert plan_command([exported], "json") == 2
+    planned = json.loads(capsys.readouterr().out)
+    assert sorted((a["pool_id"], a["kind"], a["changes"]) for a in planned["actions"]) == [
+        ("elastic", "adopt", []),
+        ("etl", "adopt", []),
+        ("with-user", "adopt", []),
+    ]
+    assert planned["held"] == []
+
+
+def test_exported_pools_are_adopted_by_apply_and_can_then_be_refreshed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECONCILER_TIME_SCALE", "600")
+    with Emulator.in_thread({ACCOUNT: None}, time_scale=600) as emu:
+        create_raw(emu, {**Pool.model_validate(pool_yaml()).to_batch_json("legacy"), "metadata": [TEAM]})
+        create_raw(emu, Pool.model_validate(pool_yaml()).to_batch_json("edited"))
+        settle(emu)
+        exported = tmp_path / "exported.yaml"
+        assert export_command([write_config(tmp_path / "c.yaml", emu, {})], ACCOUNT, exported) == 0
+        data = read_yaml(exported.read_text(encoding="utf-8"))
+        data["pools"]["edited"]["target_dedicated_nodes"] = 3
+        data["pools"]["edited"]["start_task"] = {"command_line": "echo changed"}
+        monkeypatch.setenv("BATCH_DEMO_AUTH_KEY", emu.account_key(ACCOUNT))
+        with exported.open("w", encoding="utf-8") as stream:
+            YAML().dump(data, stream)
+        capsys.readouterr()
+
+        assert apply_command([exported], True) == 0
+        out = capsys.readouterr().out
+        assert "legacy (demo): adopt done" in out
+        assert "not adopted: differs from the spec in start_task, target_dedicated_nodes" in out
+        legacy = pool_metadata(emu, "legacy")
+        assert legacy[markers.MANAGED_BY] == markers.MANAGED_BY_VALUE
+        assert legacy[markers.SPEC_HASH] == spec_hash(load_config([exported]).pools["legacy"])
+        assert legacy["team"] == "data"
+        edited = emu.call(lambda: emu.batch.pool(ACCOUNT, "edited"))
+        assert markers.MANAGED_BY not in pool_metadata(emu, "edited")
+        assert edited.target_dedicated == 1
+        assert "startTask" not in edited.spec
+
+        created = emu.call(lambda: emu.batch.pool(ACCOUNT, "legacy")).created
+        assert refresh_command([exported], ["legacy"], True) == 0
+        assert "legacy: done" in capsys.readouterr().out
+        rebuilt = emu.call(lambda: emu.batch.pool(ACCOUNT, "legacy"))
+        assert rebuilt.created > created
+        assert pool_metadata(emu, "legacy")[markers.MANAGED_BY] == markers.MANAGED_BY_VALUE
+        assert refresh_command([exported], ["edited"], False) == 1
 
 
 def test_export_to_stdout(tmp_path: Path, emu: ThreadedEmulator, capsys: pytest.CaptureFixture[str]) -> None:

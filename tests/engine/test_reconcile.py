@@ -8,9 +8,11 @@ from typing import Any
 from engine_env import ACCOUNT, SCALE, World, pool_spec
 
 from reconciler.azure import markers, operations
+from reconciler.azure.observe import observe
 from reconciler.engine.cycle import CycleEvent, Outcome
 from reconciler.engine.reconcile import reconcile_once
 from reconciler.plan.actions import ActionKind
+from reconciler.plan.diff import make_plan
 from reconciler.plan.rules import desired_markers
 
 
@@ -234,6 +236,29 @@ async def test_a_pool_with_our_hash_but_no_marker_is_adopted_not_recreated(world
     assert metadata["team"] == "research"
     assert world.sim_pool("orphan").created == created
     assert again.plan.in_sync
+
+
+async def test_adopt_is_conditional_on_the_etag_of_the_pool_it_compared(world: World) -> None:
+    world.pools = {"found": pool_spec(target_dedicated_nodes=1, adopt=True)}
+    desired = world.config().pools["found"]
+    await world.emu.batch_client(ACCOUNT).create_pool(desired.to_batch_json("found"))
+    async with world.clients() as clients:
+        engine = world.engine(clients)
+        plan = make_plan(world.config(), await observe(clients), now=datetime.now(UTC))
+        assert [a.kind for a in plan.actions] == [ActionKind.adopt]
+        changed = {"startTask": {"commandLine": "echo changed by hand"}}
+        await world.emu.batch_client(ACCOUNT).update_pool("found", changed)
+        (result,) = await engine.execute(plan)
+        assert result.outcome is Outcome.FAILED
+        assert "adopt found" in result.detail
+        metadata = {m["name"]: m["value"] for m in world.sim_pool("found").spec["metadata"]}
+        assert markers.MANAGED_BY not in metadata
+        again = await reconcile_once(world.config(), clients, engine=engine)
+    assert again.results == ()
+    ((held, reason),) = [(h.action.kind, h.reason) for h in again.plan.held]
+    assert held is ActionKind.adopt
+    assert reason == "not adopted: differs from the spec in start_task"
+    assert world.sim_pool("found").spec["startTask"]["commandLine"] == "echo changed by hand"
 
 
 async def test_an_unexpected_error_in_one_action_leaves_the_others_running(world: World) -> None:

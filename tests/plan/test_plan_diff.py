@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -467,3 +468,53 @@ def test_plan_is_deterministic() -> None:
     second = make_plan(config(dict(reversed(desired.items())), prune=True), snapshot(*observed), now=NOW)
     assert first == second
     assert [s.pool_id for s in first.statuses] == ["a", "b", "zz"]
+
+
+def foreign(desired: Pool) -> Any:
+    """The pool as someone else built it: same properties, the user's metadata, none of our markers."""
+    return observed_from(desired, metadata=MappingProxyType({"team": "data"}), managed=False, spec_hash=None)
+
+
+def test_adopt_true_adopts_a_matching_pool_without_our_marker() -> None:
+    desired = spec(adopt=True)
+    plan = plan_one(desired, foreign(desired))
+    assert kinds(plan) == [ActionKind.adopt]
+    assert plan.actions[0].changes == ()
+    assert plan.actions[0].reason == "adopt: true and the pool matches the spec"
+    assert plan.held == ()
+
+
+def test_adopt_true_holds_a_drifted_pool_naming_the_fields_and_changes_nothing() -> None:
+    observed = foreign(spec(target_dedicated_nodes=2))
+    desired = spec(adopt=True, target_dedicated_nodes=5, start_task={"command_line": "echo other"})
+    plan = plan_one(desired, observed)
+    assert plan.actions == ()
+    ((kind, reason),) = held_kinds(plan)
+    assert kind is ActionKind.adopt
+    assert reason == "not adopted: differs from the spec in start_task, target_dedicated_nodes"
+    assert plan.statuses[0].state == PoolState.unmanaged
+    assert "start_task, target_dedicated_nodes" in plan.statuses[0].detail
+
+
+def test_without_adopt_a_matching_foreign_pool_stays_unmanaged() -> None:
+    desired = spec()
+    plan = plan_one(desired, foreign(desired))
+    assert plan.in_sync
+    assert plan.statuses[0].state == PoolState.unmanaged
+
+
+def test_adopt_is_held_while_suspended_or_backing_off_and_ignored_for_our_own_pools() -> None:
+    desired = spec(adopt=True)
+    assert held_kinds(plan_one(spec(adopt=True, suspend=True), foreign(desired))) == [
+        (ActionKind.adopt, "suspend: true")
+    ]
+    pause = {("demo", "p1"): Backoff(NOW + timedelta(minutes=1), "adopt p1: precondition")}
+    assert [k for k, _ in held_kinds(plan_one(desired, foreign(desired), backoff_until=pause))] == [
+        ActionKind.adopt
+    ]
+    assert plan_one(desired, observed_from(spec())).in_sync
+
+
+def test_adopt_is_not_azure_state() -> None:
+    assert spec_hash(spec(adopt=True)) == spec_hash(spec())
+    assert spec(adopt=True).to_batch_json("p1") == spec().to_batch_json("p1")
