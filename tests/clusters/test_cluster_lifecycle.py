@@ -298,3 +298,27 @@ async def test_a_vnet_that_cannot_be_read_stops_the_cluster_with_one_clear_probl
     assert plan.steps == ()
     assert not done.ok
     assert await vm_names(compute) == []
+
+
+async def test_public_ingress_switched_off_deletes_the_scheduler_ip_as_an_orphan(
+    emu: Emulator, network: Any, compute: Any, subnet_id: str, engine_for: Callable[..., ClusterEngine]
+) -> None:
+    config = config_of(emu, {"analytics": cluster_spec(n_workers=1)})
+    engine = engine_for(config)
+    assert not failed(await engine.reconcile(config))
+    assert [p.name async for p in network.public_ip_addresses.list(RG)] == ["analytics-dask-scheduler-ip"]
+
+    private = config_of(emu, {"analytics": cluster_spec(n_workers=1, public_ingress=False)})
+    deleted: dict[str, int] = {}
+    for _ in range(4):
+        done = await engine.reconcile(private)
+        assert not failed(done)
+        for kind, count in done.results[0].orphans_deleted.items():
+            deleted[kind] = deleted.get(kind, 0) + count
+        if done.plans[0].in_sync:
+            break
+    assert done.plans[0].in_sync
+    assert deleted == {"public_ip": 1}
+    assert [p.name async for p in network.public_ip_addresses.list(RG)] == []
+    nic = await network.network_interfaces.get(RG, f"{SCHEDULER}-nic")
+    assert nic.ip_configurations[0].public_ip_address is None

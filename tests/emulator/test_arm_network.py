@@ -213,3 +213,34 @@ async def test_security_group_in_use_cannot_be_deleted(emu: Emulator, network: A
     await (await network.network_interfaces.begin_delete("rg-net", "nic")).result()
     await (await network.network_security_groups.begin_delete("rg-net", "nsg")).result()
     assert [g async for g in network.network_security_groups.list("rg-net")] == []
+
+
+async def test_nic_put_again_without_its_public_ip_detaches_it(emu: Emulator, network: Any) -> None:
+    await vnet(network, "rg-net", "vnet", "10.7.0.0/16", "a", "10.7.1.0/24")
+    subnet_id = (await network.subnets.get("rg-net", "vnet", "a")).id
+    pip = await (
+        await network.public_ip_addresses.begin_create_or_update(
+            "rg-net", "ip1", {"location": "eastus", "sku": {"name": "Standard"}}
+        )
+    ).result()
+    config: dict[str, Any] = {"name": "c", "properties": {"subnet": {"id": subnet_id}}}
+    with_ip = {
+        "location": "eastus",
+        "properties": {
+            "ipConfigurations": [
+                {**config, "properties": {**config["properties"], "publicIPAddress": {"id": pip.id}}}
+            ]
+        },
+    }
+    first = await (await network.network_interfaces.begin_create_or_update("rg-net", "n1", with_ip)).result()
+    address = first.ip_configurations[0].private_ip_address
+    assert (await network.public_ip_addresses.get("rg-net", "ip1")).ip_configuration is not None
+
+    without = {"location": "eastus", "properties": {"ipConfigurations": [config]}}
+    again = await (await network.network_interfaces.begin_create_or_update("rg-net", "n1", without)).result()
+
+    assert again.ip_configurations[0].public_ip_address is None
+    assert again.ip_configurations[0].private_ip_address == address
+    assert (await network.public_ip_addresses.get("rg-net", "ip1")).ip_configuration is None
+    await (await network.public_ip_addresses.begin_delete("rg-net", "ip1")).result()
+    assert [p.name async for p in network.public_ip_addresses.list("rg-net")] == []

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -526,7 +526,9 @@ class NetworkProvider:
                     )
             plans.append((config, config_id, subnet, pip, index))
         if existing is not None:
-            self._release_nic(existing, keep={key_of(p[1]) for p in plans})
+            self._release_nic(
+                existing, keep={key_of(p[1]): key_of(p[3]["id"]) if p[3] else None for p in plans}
+            )
         for config, config_id, subnet, pip, index in plans:
             config_properties = config["properties"]
             method = config_properties.setdefault("privateIPAllocationMethod", "Dynamic")
@@ -566,14 +568,22 @@ class NetworkProvider:
             resource[META] = {k: v for k, v in existing.get(META, {}).items() if k == "vm"}
         return self._finish_put(request, resource, existing)
 
-    def _release_nic(self, nic: Resource, keep: set[str] | None = None) -> None:
-        """Drop the back-references a NIC holds on subnets, public IPs and its NSG."""
-        keep = keep or set()
+    def _release_nic(self, nic: Resource, keep: Mapping[str, str | None] | None = None) -> None:
+        """Drop the back-references a NIC holds on subnets, public IPs and its NSG.
+
+        `keep` maps the ip configurations a re-PUT keeps to the public IP each now names: a kept
+        configuration holds on to its subnet address, but a public IP it no longer names is detached,
+        as Azure does, and becomes deletable.
+        """
+        keep = keep or {}
         for config in nic["properties"].get("ipConfigurations", []):
             config_id = config.get("id") or f"{nic['id']}/ipConfigurations/{config['name']}"
-            if key_of(config_id) in keep:
-                continue
             config_properties = config.get("properties", {})
+            if key_of(config_id) in keep:
+                old_pip = (config_properties.get("publicIPAddress") or {}).get("id")
+                if old_pip and key_of(old_pip) != keep[key_of(config_id)]:
+                    self._detach_pip(old_pip, config_id)
+                continue
             subnet = self.store.get((config_properties.get("subnet") or {}).get("id") or "")
             if subnet is not None:
                 subnet[META].setdefault("allocated", {}).pop(config_id, None)
@@ -586,12 +596,7 @@ class NetworkProvider:
                     subnet["properties"]["ipConfigurations"] = users
                 else:
                     subnet["properties"].pop("ipConfigurations", None)
-            pip = self.store.get((config_properties.get("publicIPAddress") or {}).get("id") or "")
-            if pip is not None and same_id(
-                (pip["properties"].get("ipConfiguration") or {}).get("id"), config_id
-            ):
-                pip["properties"].pop("ipConfiguration", None)
-                self.set_pip_address(pip["id"], allocated=False)
+            self._detach_pip((config_properties.get("publicIPAddress") or {}).get("id") or "", config_id)
         nsg = self.store.get((nic["properties"].get("networkSecurityGroup") or {}).get("id") or "")
         if nsg is not None:
             nics = [
@@ -601,6 +606,12 @@ class NetworkProvider:
                 nsg["properties"]["networkInterfaces"] = nics
             else:
                 nsg["properties"].pop("networkInterfaces", None)
+
+    def _detach_pip(self, pip_id: str, config_id: str) -> None:
+        pip = self.store.get(pip_id)
+        if pip is not None and same_id((pip["properties"].get("ipConfiguration") or {}).get("id"), config_id):
+            pip["properties"].pop("ipConfiguration", None)
+            self.set_pip_address(pip["id"], allocated=False)
 
     def _check_nic_delete(self, nic: Resource) -> None:
         vm = nic["properties"].get("virtualMachine")
