@@ -125,6 +125,14 @@ def _pad(pool_id: str) -> str:
     return f"{pool_id:<14}"
 
 
+def _shown(path: Path) -> Path:
+    """As the user would type it from here: `config/demo.yaml` when run from the checkout."""
+    try:
+        return path.resolve().relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
 @dataclass
 class _Seeded:
     unmanaged_etag: str | None
@@ -190,14 +198,17 @@ _PHASE_WORDS: Final = {
 
 @dataclass
 class _Narrator:
-    """Turns the daemon's events into plain lines, and requests the refresh once the daemon is ready."""
+    """The daemon's events in sentences, as they happen; also asks for the refresh once it is ready.
 
+    The events use the engine's vocabulary (actions, phases, outcomes); a newcomer needs to read what
+    happened to which pool and why. Reads of Azure (the refresh request, status after each pass) run
+    off the event path, so a slow read never holds back the lines after it.
+    """
+
+    run: _Run
     config: Config
     clients: AzureClients
-    time_scale: float
     seeded: _Seeded
-    duration: float | None
-    out: IO[str]
     started: float = field(default_factory=time.monotonic)
     actions: dict[str, str] = field(default_factory=dict)
     states: dict[str, PoolState] = field(default_factory=dict)
@@ -205,17 +216,18 @@ class _Narrator:
     ready: bool = False
     refresh_done: bool = False
     unmanaged_told: bool = False
+    daemon: Daemon | None = None
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     def say(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        print(text, file=self.run.out, flush=True)
 
     def tell(self, text: str) -> None:
         self.say(f"[{time.monotonic() - self.started:5.1f}s] {text}")
 
     def azure_time(self, seconds: float) -> str:
-        minutes = seconds * self.time_scale / 60
-        return f"{minutes:.0f} min" if minutes >= 1 else f"{seconds * self.time_scale:.0f} s"
+        simulated = seconds * self.run.time_scale
+        return f"{simulated / 60:.0f} min" if simulated >= 60 else f"{simulated:.0f} s"
 
     async def follow(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         while True:
@@ -276,8 +288,9 @@ class _Narrator:
             self.tell(f"{_pad(pool)}{action or 'cycle'} ended {outcome}: {detail}")
         elif action == "refresh":
             self.tell(f"{_pad(pool)}refresh done in {took}: {detail}")
-            self.refresh_done = True
-            self.all_told()
+            if not self.refresh_done:
+                self.refresh_done = True
+                self.all_told()
         elif action == "create":
             self.tell(f"{_pad(pool)}created in {took}: {detail}")
         else:
@@ -305,6 +318,14 @@ class _Narrator:
             self.tell(f"pass finished: {summary}")
         self.start(self.poll_status())
 
+    def on_reloaded(self, _pool: str, event: Mapping[str, Any]) -> None:
+        if self.daemon is not None:
+            self.config = self.daemon.config
+        self.tell(f"config reloaded ({event.get('pools', '?')} pools): the daemon acts on it at once")
+
+    def on_reload_problem(self, _pool: str, event: Mapping[str, Any]) -> None:
+        self.tell(f"config not reloaded, the previous one stays: {event.get('problem', '')}")
+
     def on_stopping(self, _pool: str, _event: Mapping[str, Any]) -> None:
         self.tell("daemon stopping: no new actions; running ones stop at their next step")
 
@@ -314,7 +335,6 @@ class _Narrator:
     # --- what the narration does besides printing ------------------------------------------------
 
     def start(self, work: Coroutine[Any, Any, None]) -> None:
-        """Off the event path, so a slow read of Azure never holds back the lines after it."""
         task = asyncio.get_running_loop().create_task(self.guarded(work))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -368,8 +388,8 @@ class _Narrator:
 
     def all_told(self) -> None:
         ending = (
-            f"the demo stops by itself at {self.duration:g} s"
-            if self.duration is not None
+            f"the demo stops by itself at {self.run.duration:g} s"
+            if self.run.duration is not None
             else "press Ctrl-C to stop"
         )
         self.say("")
@@ -377,6 +397,11 @@ class _Narrator:
             "That is all four: a missing pool created, drift corrected, a full refresh cycle, and a pool "
             f"that is not ours left alone. The daemon keeps reconciling; {ending}."
         )
+        self.say(
+            f"Try editing {_shown(self.run.config_path)} (say, target_dedicated_nodes of {MISSING}): "
+            "the daemon reloads it and brings the emulator in line."
+        )
+        self.say("")
 
     async def close(self) -> None:
         for task in list(self._background):
@@ -400,6 +425,9 @@ _HANDLERS: Final = {
     "pool.action.unfinished": _Narrator.on_action_unfinished,
     "daemon.ready": _Narrator.on_ready,
     "reconcile.pass": _Narrator.on_pass,
+    "config.reload.applied": _Narrator.on_reloaded,
+    "config.reload.problem": _Narrator.on_reload_problem,
+    "config.reload.refused": lambda *_: None,
     "daemon.stopping": _Narrator.on_stopping,
     "daemon.stopped": _Narrator.on_stopped,
 }
@@ -448,7 +476,7 @@ async def _demo(run: _Run) -> int:
             try:
                 async with AzureClients(config, caller=DEMO_CALLER) as clients:
                     seeded = await _seed(emu, config, clients)
-                    narrator = _Narrator(config, clients, run.time_scale, seeded, run.duration, run.out)
+                    narrator = _Narrator(run, config, clients, seeded)
                     await _introduce(narrator, run, emu, tap.path)
                     return await _run_daemon(run, config, env, narrator, queue)
             finally:
@@ -465,7 +493,7 @@ async def _introduce(narrator: _Narrator, run: _Run, emu: Emulator, log_path: Pa
     say("")
     _describe_before(narrator, await _statuses(narrator.config, narrator.clients))
     say("")
-    say(f"Starting the daemon (`reconciler run`) on {run.config_path}:")
+    say(f"Starting the daemon (`reconciler run`) on {_shown(run.config_path)}:")
     say(f"  log:      {log_path} (its JSON events drive what follows)")
 
 
@@ -480,6 +508,7 @@ async def _run_daemon(
     daemon = Daemon(
         [run.config_path], config, env=env, metrics_port=run.metrics_port, pacing=Pacing.from_env(env)
     )
+    narrator.daemon = daemon
     handled: list[signal.Signals] = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, daemon.stop)
