@@ -212,5 +212,22 @@ def gc(
     raise typer.Exit(gc_command(config, dask_cloudprovider, yes))
 
 
+@app.command()
+def demo(
+    duration: Annotated[
+        float | None, typer.Option(help="Stop by itself after N seconds (default: until Ctrl-C).")
+    ] = None,
+    time_scale: Annotated[
+        float, typer.Option(help="Simulated time runs N times faster than wall time.")
+    ] = 120.0,
+    metrics_port: Annotated[int, typer.Option(help="Port of /metrics (0 picks a free one).")] = 9464,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Demo config to run.")] = None,
+) -> None:
+    """The daemon against an in-process Azure emulator: create, drift correction, a full refresh cycle."""
+    from reconciler.commands.demo import demo_command
+
+    raise typer.Exit(demo_command(duration, time_scale, metrics_port, config=config))
+
+
 def main() -> None:
     app()
