@@ -255,6 +255,28 @@ async def test_ctrl_c_in_the_middle_of_a_refresh_stops_the_demo_cleanly(demos: l
         await fetch(metrics.group(1) + "/healthz")
 
 
+async def test_an_edit_of_the_config_while_it_runs_is_reloaded_and_acted_on(
+    demos: list[Demo], tmp_path: Path
+) -> None:
+    config = tmp_path / "demo.yaml"
+    config.write_text(DEMO_CONFIG.read_text())
+    demo = await Demo.start("--metrics-port", "0", "--config", str(config))
+    demos.append(demo)
+    await demo.line(r"reports\s+created in")
+    await demo.line(rf"Try editing {re.escape(str(config))}")
+
+    text = config.read_text()
+    declared = "  reports:\n    account: demo\n    target_dedicated_nodes: 1\n"
+    assert declared in text
+    config.write_text(text.replace(declared, declared.replace(": 1", ": 3")))
+    await demo.line(r"config reloaded \(4 pools\)")
+    await demo.line(r"reports\s+drift corrected: resized to 3 dedicated", within=20)
+
+    demo.process.send_signal(signal.SIGTERM)
+    assert await demo.wait(20) == 0, demo.stderr
+    assert "Traceback" not in demo.stderr
+
+
 async def test_a_metrics_port_in_use_is_one_line_and_exit_1(demos: list[Demo]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
