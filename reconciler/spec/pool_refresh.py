@@ -14,6 +14,7 @@ from pydantic import field_validator
 from pydantic_core import PydanticCustomError
 
 from reconciler.spec.base import CaseInsensitive, Rejects, SpecModel
+from reconciler.spec.cron import cron_trigger
 from reconciler.spec.durations import Duration
 from reconciler.spec.pool_types import NodeDeallocationOption
 
@@ -26,7 +27,7 @@ def cron_problem(expression: str) -> str | None:
             f"(got {expression!r})"
         )
     try:
-        CronTrigger.from_crontab(expression, timezone="UTC")
+        cron_trigger(expression)
     except ValueError as exc:
         return f"is not a valid cron expression: {exc}"
     return None
@@ -87,6 +88,4 @@ class RefreshPolicy(SpecModel):
         """The APScheduler trigger of the schedule, or None when refreshes are on request only."""
         if self.schedule is None:
             return None
-        trigger = CronTrigger.from_crontab(self.schedule, timezone=zoneinfo.ZoneInfo(self.timezone))
-        trigger.jitter = int(self.jitter.total_seconds()) or None
-        return trigger
+        return cron_trigger(self.schedule, self.timezone, self.jitter)
