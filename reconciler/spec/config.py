@@ -163,7 +163,7 @@ class Metrics(SpecModel):
 
 
 class LoggingSettings(SpecModel):
-    """Log level and form; `auto` is JSON unless stderr is a terminal."""
+    """Log level and form; `auto` is JSON unless stdout is a terminal."""
 
     level: Annotated[Literal["debug", "info", "warning", "error", "critical"], CaseInsensitive] = "info"
     format: Literal["auto", "json", "console"] = "auto"
