@@ -1,9 +1,14 @@
 """`Daemon`: the scheduler, the engine, reload, the HTTP listener and systemd, wired into one process.
 
-What the daemon keeps in memory is only what a restart may lose: the current config, the clients and
-the engine's requeue backoff. Everything a pass decides is re-derived from Azure, so stopping is simple:
-no new actions, waits end at the next step boundary, and whatever was half done is finished by the next
-process from what Azure shows.
+What the daemon keeps in memory is only what a restart may lose: the current config, the clients, the
+engine's requeue backoff and the pools' running tasks. Everything a pass decides is re-derived from
+Azure, so stopping is simple: no new actions, waits end at the next step boundary, and whatever was half
+done is finished by the next process from what Azure shows.
+
+A pass observes, plans and dispatches; it does not wait for what it dispatched. A drain may take hours,
+and a pass that waited for it would leave every other pool unreconciled, /metrics and STATUS= stale and,
+on a fresh start, READY=1 unsent for as long. Each pool's actions run as a task of their own
+(`Dispatcher`), their results are recorded when they end, and the pass after that looks at the outcome.
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ from reconciler.azure import operations
 from reconciler.azure.clients import AzureClients
 from reconciler.azure.observe import observe
 from reconciler.azure.operations import OperationFailed
+from reconciler.azure.snapshot import Snapshot
 from reconciler.daemon import logs
-from reconciler.daemon.engine import DaemonEngine, ShutdownRequested
+from reconciler.daemon.dispatch import Dispatch, Dispatcher, InFlight
+from reconciler.daemon.engine import DaemonEngine, ShutdownRequested, finished
 from reconciler.daemon.http import Listener, start_listener
 from reconciler.daemon.metrics import IDLE_PHASE, Metrics
 from reconciler.daemon.reload import WATCH_INTERVAL, Reloader
@@ -34,7 +41,8 @@ from reconciler.daemon.scheduler import DaemonScheduler
 from reconciler.daemon.sdnotify import Notifier
 from reconciler.engine.clusters import ClusterEngine, ClustersPass
 from reconciler.engine.cycle import CycleEvent
-from reconciler.engine.reconcile import PassResult, reconcile_once
+from reconciler.engine.executor import ActionResult
+from reconciler.engine.reconcile import PassResult
 from reconciler.engine.wait import Pacing
 from reconciler.plan.actions import Plan, PoolState, PoolStatus
 from reconciler.plan.diff import make_plan
@@ -115,6 +123,11 @@ class Daemon:
         self._statuses: tuple[PoolStatus, ...] = ()
         self._reached_azure = False
         self._first_pass_done = False
+        self._in_pass = False
+        self._pass_started = 0.0
+        self._look_soon = False
+        self._wake_handle: asyncio.TimerHandle | None = None
+        self.dispatcher = Dispatcher(self._on_finished)
         self.listener: Listener | None = None
         self.scheduler = DaemonScheduler(
             self._tick,
@@ -142,7 +155,6 @@ class Daemon:
             sleep=self._sleep,
             in_window=lambda now: self.scheduler.windows.in_window(now),
             stopping=lambda: self._stopping,
-            on_plan=self._on_plan,
         )
         if previous is not None:
             engine.backoff = previous.backoff
@@ -165,14 +177,11 @@ class Daemon:
             return
         raise ShutdownRequested
 
-    def _on_plan(self, plan: Plan) -> None:
-        self._statuses = plan.statuses
-        self.notifier.status(self.status_line())
-
     def _on_cycle_event(self, event: CycleEvent) -> None:
         self.scheduler.mark_progress()
         self.metrics.observe_cycle(event)
         if event.kind == "phase":
+            self.dispatcher.note_phase(event.account, event.pool_id, event.phase)
             self.notifier.status(self.status_line())
 
     def status_line(self) -> str:
@@ -181,8 +190,8 @@ class Daemon:
 
     @property
     def busy(self) -> bool:
-        """A pass or a refresh request is running."""
-        return bool(self._passes)
+        """A pass, a refresh request or a pool's dispatched actions are running."""
+        return bool(self._passes) or bool(self.dispatcher.flights())
 
     # --- probes ----------------------------------------------------------------------------------
 
@@ -216,22 +225,33 @@ class Daemon:
         task = asyncio.current_task()
         if task is not None:
             self._passes.add(task)
+        self._in_pass = True
         await self._close_retired()
-        started = time.monotonic()
+        started = self._pass_started = time.monotonic()
         run_id = uuid.uuid4().hex[:12]
         try:
             with logs.bind_run(run_id):
                 await self._pass(started)
         finally:
+            self._in_pass = False
             if task is not None:
                 self._passes.discard(task)
             self.scheduler.mark_progress()
+            if self._look_soon:
+                self._wake_soon()
 
     async def _pass(self, started: float) -> None:
         config = self.config
+        engine = self.engine
         clusters: ClustersPass | None = None
         try:
-            result = await reconcile_once(config, self.clients, engine=self.engine)
+            snapshot = await observe(self.clients)
+            moment = datetime.now(UTC)
+            plan = make_plan(config, snapshot, now=moment, backoff_until=engine.backoff.until(moment))
+            for account, error in snapshot.errors.items():
+                log.warning("reconcile.account_unreachable", account=account, error=error.describe())
+            self._statuses = plan.statuses
+            dispatched = self._dispatch(engine, plan)
             if config.clusters and not self._stopping:
                 clusters = await self.cluster_engine.reconcile(config)
         except ShutdownRequested:
@@ -244,35 +264,89 @@ class Daemon:
             self._after_first_pass()
             return
         seconds = time.monotonic() - started
-        ok = result.ok and (clusters is None or clusters.ok)
-        self.metrics.record_pass(result, seconds, datetime.now(UTC), ok=ok)
+        ok = not snapshot.errors and (clusters is None or clusters.ok)
+        self.metrics.record_pass(PassResult(snapshot, plan), seconds, datetime.now(UTC), ok=ok)
+        self._record_in_flight()
         if clusters is not None:
             self.metrics.record_clusters(clusters)
-        self._statuses = result.plan.statuses
-        self._reached_azure = _reached(result, config)
-        if result.results and not self._stopping:
-            await self._look_again(config)
+        self._reached_azure = _reached(snapshot, config)
         log.info(
             "reconcile.pass",
             ok=ok,
             seconds=round(seconds, 3),
-            actions=len(result.results),
-            failures=len(result.failures),
+            actions=len(dispatched.started),
+            in_flight=len(self.dispatcher.flights()),
+            busy=len(dispatched.busy),
             clusters=len(clusters.plans) if clusters is not None else 0,
             summary=summary(self._statuses),
         )
         self._after_first_pass()
 
-    async def _look_again(self, config: Config) -> None:
-        """After acting, observe once more, so /metrics and STATUS show the result rather than the start.
+    def _dispatch(self, engine: DaemonEngine, plan: Plan) -> Dispatch:
+        """Hand each pool's actions to a task of its own, except pools whose task still runs.
 
-        Costs the two listings per account of a pass, only after passes that changed something.
+        The window gate sees only the pools that are free, so a refresh deferred outside its windows
+        is logged once, as before, and a running cycle is never held back halfway.
         """
-        snapshot = await observe(self.clients)
-        moment = datetime.now(UTC)
-        plan = make_plan(config, snapshot, now=moment, backoff_until=self.engine.backoff.until(moment))
-        self.metrics.record_state(snapshot, plan)
-        self._statuses = plan.statuses
+        if self._stopping:
+            if plan.actions:
+                log.info("reconcile.not_acting", reason="stopping", actions=len(plan.actions))
+            return Dispatch()
+        busy = tuple(a for a in plan.actions if self.dispatcher.busy(a.account, a.pool_id))
+        free = tuple(a for a in plan.actions if not self.dispatcher.busy(a.account, a.pool_id))
+        gated, _held = engine.gate(Plan(free, plan.statuses, plan.held), engine.now())
+        dispatched = self.dispatcher.dispatch(engine, gated.actions)
+        if dispatched.started:
+            log.info(
+                "reconcile.acting",
+                actions=len(dispatched.started),
+                held=len(gated.held),
+                in_flight=len(self.dispatcher.flights()),
+            )
+        for account, pool_id in sorted({(a.account, a.pool_id) for a in busy}):
+            log.debug("pool.action.in_flight", pool=pool_id, account=account)
+        return Dispatch(dispatched.started, busy)
+
+    def _on_finished(self, flight: InFlight, results: tuple[ActionResult, ...]) -> None:
+        """A pool's task ended: its results counted as a pass's were, and the next pass brought forward.
+
+        Results cut short by shutdown are left out: the next process finishes those cycles.
+        """
+        self.metrics.record_actions(finished(results))
+        self._record_in_flight()
+        self.scheduler.mark_progress()
+        if self._stopping:
+            return
+        self.notifier.status(self.status_line())
+        self._wake_soon()
+
+    def _record_in_flight(self) -> None:
+        flights = self.dispatcher.flights()
+        self.metrics.record_in_flight(
+            {f.pool_id: f.phase for f in flights}, (a.kind for f in flights for a in f.actions)
+        )
+
+    def _wake_soon(self) -> None:
+        """The next pass, to see what a task did, no sooner than the engine's shortest poll after the last.
+
+        Replaces observing again after each pass that acted: one pass looks at every task that ended
+        meanwhile, and a plan that never converges costs passes at the polling floor, not faster.
+        """
+        if self._stopping:
+            return
+        if self._in_pass:
+            self._look_soon = True
+            return
+        self._look_soon = False
+        if self._wake_handle is not None:
+            return
+        delay = self.pacing.floor - (time.monotonic() - self._pass_started)
+        self._wake_handle = asyncio.get_running_loop().call_later(max(delay, 0.0), self._wake_now)
+
+    def _wake_now(self) -> None:
+        self._wake_handle = None
+        if not self._stopping:
+            self.scheduler.wake()
 
     def _after_first_pass(self) -> None:
         line = self.status_line()
@@ -333,10 +407,15 @@ class Daemon:
         self.scheduler.rebuild(config, first_tick=datetime.now(UTC))
 
     async def _close_retired(self) -> None:
-        """Clients replaced by a reload, once nothing but the current task can still be using them."""
+        """Clients replaced by a reload, once no pass and no pool's task can still be using them.
+
+        A cycle dispatched before the reload keeps its engine, and with it the clients it began with.
+        """
         if any(task is not asyncio.current_task() for task in self._passes):
             return
-        retired, self._retired = self._retired, []
+        in_use = {id(flight.engine.clients) for flight in self.dispatcher.flights()}
+        retired = [c for c in self._retired if id(c) not in in_use]
+        self._retired = [c for c in self._retired if id(c) in in_use]
         for clients in retired:
             with contextlib.suppress(Exception):
                 await clients.close()
@@ -354,6 +433,14 @@ class Daemon:
         if not self._stopping:
             log.info("daemon.stopping")
             self.notifier.stopping("stopping")
+            flights = self.dispatcher.flights()
+            if flights:
+                log.info(
+                    "reconcile.interrupted",
+                    reason="stopping",
+                    in_flight=len(flights),
+                    pools=sorted(f.pool_id for f in flights),
+                )
         self._stopping = True
         self._stop.set()
 
@@ -404,7 +491,9 @@ class Daemon:
         for helper in helpers:
             helper.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)
-        await _settle(set(self._passes), deadline)
+        if self._wake_handle is not None:
+            self._wake_handle.cancel()
+        await _settle(set(self._passes) | self.dispatcher.tasks(), deadline)
         self._passes.clear()
         self.scheduler.shutdown()
         if self.listener is not None:
@@ -427,9 +516,9 @@ async def _settle(tasks: set[asyncio.Task[Any]], deadline: float) -> None:
         await asyncio.wait(pending, timeout=2.0)
 
 
-def _reached(result: PassResult, config: Config) -> bool:
+def _reached(snapshot: Snapshot, config: Config) -> bool:
     """At least one account answered, or there is none to ask."""
-    accounts = result.snapshot.accounts
+    accounts = snapshot.accounts
     if not accounts:
         return not config.accounts
     return any(a.error is None for a in accounts.values())

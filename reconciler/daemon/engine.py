@@ -28,6 +28,8 @@ log = structlog.get_logger("reconciler.daemon.engine")
 
 NOT_BEGUN: Final = frozenset({RefreshStep.disable_autoscale, RefreshStep.wait_steady, RefreshStep.drain})
 """Steps of a cycle that has not torn anything down yet; only these wait for a refresh window."""
+INTERRUPTED: Final = "interrupted: stopping"
+NOT_STARTED: Final = "not started: stopping"
 
 
 class ShutdownRequested(BaseException):
@@ -102,6 +104,16 @@ class DaemonEngine(Engine):
             raise ShutdownRequested
         return results
 
+    async def carry_out(self, plan: Plan) -> tuple[ActionResult, ...]:
+        """One pool's actions, already gated by the pass that dispatched them, detached from it.
+
+        Never raises `ShutdownRequested`: an interrupted action comes back as a result that
+        `finished` leaves out, so a task stopped by shutdown is not counted as a failure.
+        """
+        if self.stopping():
+            return ()
+        return await Engine.execute(self, plan)
+
     async def run_action(self, action: PoolAction) -> ActionResult:
         """An interrupted action ends its pool's sequence without leaving a task running elsewhere.
 
@@ -109,7 +121,7 @@ class DaemonEngine(Engine):
         results are waited for instead, each ending at its own next step boundary.
         """
         if self.stopping():
-            return ActionResult(action, Outcome.FAILED, "not started: stopping", 0.0)
+            return ActionResult(action, Outcome.FAILED, NOT_STARTED, 0.0)
         started = time.monotonic()
         try:
             return await super().run_action(action)
@@ -120,4 +132,14 @@ class DaemonEngine(Engine):
                 account=action.account,
                 action=action.kind.value,
             )
-            return ActionResult(action, Outcome.FAILED, "interrupted: stopping", time.monotonic() - started)
+            return ActionResult(action, Outcome.FAILED, INTERRUPTED, time.monotonic() - started)
+
+
+def finished(results: tuple[ActionResult, ...]) -> tuple[ActionResult, ...]:
+    """The results that ended on their own: none from the first one shutdown stopped onwards."""
+    kept: list[ActionResult] = []
+    for result in results:
+        if result.detail in (INTERRUPTED, NOT_STARTED):
+            break
+        kept.append(result)
+    return tuple(kept)

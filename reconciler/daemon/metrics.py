@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter as Tally
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -24,6 +25,7 @@ from reconciler import __version__
 from reconciler.azure.snapshot import ObservedPool, Snapshot
 from reconciler.engine.clusters import ClustersPass, figures
 from reconciler.engine.cycle import CycleEvent
+from reconciler.engine.executor import ActionResult
 from reconciler.engine.reconcile import PassResult
 from reconciler.plan.actions import ActionKind, Plan, PoolState
 
@@ -65,13 +67,13 @@ class Metrics:
         )
         self.reconcile_duration = Histogram(
             "reconciler_reconcile_duration_seconds",
-            "Wall time of a reconcile pass, acting included.",
+            "Wall time of a reconcile pass: observing, planning and dispatching its actions.",
             buckets=_PASS_BUCKETS,
             registry=r,
         )
         self.last_success = Gauge(
             "reconciler_last_successful_reconcile_timestamp_seconds",
-            "Unix time at which the last pass that observed every account and had no failed action ended.",
+            "Unix time at which the last pass that observed every account and dispatched its actions ended.",
             registry=r,
         )
         self.pools = Gauge(
@@ -112,6 +114,12 @@ class Metrics:
             "reconciler_actions",
             "Actions carried out, by kind and outcome.",
             ["action", "result"],
+            registry=r,
+        )
+        self.actions_in_flight = Gauge(
+            "reconciler_actions_in_flight",
+            "Actions dispatched by a pass and still running, by kind.",
+            ["action"],
             registry=r,
         )
         self.azure_requests = Counter(
@@ -192,6 +200,8 @@ class Metrics:
             self.pools.labels(status=status.value).set(0)
         for outcome in ("success", "failure"):
             self.config_reloads.labels(result=outcome)
+        for kind in ActionKind:
+            self.actions_in_flight.labels(action=kind.value).set(0)
         self._phases: dict[str, str] = {}
 
     # --- a pass ----------------------------------------------------------------------------------
@@ -205,14 +215,30 @@ class Metrics:
         self.reconcile_runs.labels(result="success" if ok else "failure").inc()
         if ok:
             self.last_success.set(finished.timestamp())
-        for action_result in result.results:
+        self.record_actions(result.results)
+        self.record_state(result.snapshot, result.plan)
+
+    def record_actions(self, results: Iterable[ActionResult]) -> None:
+        """Actions that ended, whether the pass awaited them or they ran detached from it."""
+        for action_result in results:
             kind = action_result.action.kind
             self.actions.labels(action=kind.value, result=action_result.outcome.value).inc()
             if kind is ActionKind.refresh:
                 self.refresh_total.labels(
                     pool=action_result.action.pool_id, result=action_result.outcome.value
                 ).inc()
-        self.record_state(result.snapshot, result.plan)
+
+    def record_in_flight(self, running: Mapping[str, str | None], kinds: Iterable[ActionKind]) -> None:
+        """Pools whose actions still run detached: their live phase over the snapshot's, and the count.
+
+        `running` maps each such pool to the phase its cycle last reported (None before its first).
+        """
+        for pool, phase in running.items():
+            if phase is not None:
+                self.set_phase(pool, phase)
+        tally = Tally(kinds)
+        for kind in ActionKind:
+            self.actions_in_flight.labels(action=kind.value).set(tally.get(kind, 0))
 
     def record_failed_pass(self, seconds: float, result: str = "error") -> None:
         self.reconcile_duration.observe(seconds)
