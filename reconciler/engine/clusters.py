@@ -255,6 +255,11 @@ class ClusterEngine:
         """Observe every cluster once, plan each, and carry the plans out (clusters in parallel)."""
         snapshot = await observe_clusters(self.clients, config)
         plans = plan_clusters(config, snapshot)
+        return ClustersPass(snapshot, plans, await self.carry_out(plans, config))
+
+    async def carry_out(self, plans: Iterable[ClusterPlan], config: Config) -> tuple[ClusterResult, ...]:
+        """Apply plans in parallel, pruning no more clusters than `safety.max_deletions_per_run` allows."""
+        plans = tuple(plans)
         allowed = prunable(plans, config.safety.max_deletions_per_run)
         results = await asyncio.gather(
             *(
@@ -264,7 +269,7 @@ class ClusterEngine:
                 for plan in plans
             )
         )
-        return ClustersPass(snapshot, plans, tuple(results))
+        return tuple(results)
 
 
 def prunable(plans: Iterable[ClusterPlan], limit: int) -> frozenset[str]:
