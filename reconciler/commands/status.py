@@ -7,10 +7,12 @@ status 0, or 1 on a config problem or an account that could not be observed (its
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from pathlib import Path
 
+from reconciler.commands import cluster_view
 from reconciler.commands.common import (
     EXIT_ERROR,
     EXIT_OK,
@@ -28,12 +30,13 @@ def status_command(config_paths: list[Path], output: str) -> int:
     async def body() -> int:
         check_output(output)
         config = load(config_paths)
-        snapshot = await observe_config(config)
+        snapshot, clusters = await asyncio.gather(observe_config(config), cluster_view.observe_config(config))
         plan = make_plan(config, snapshot, now=snapshot.observed_at)
         if output == "json":
-            sys.stdout.write(json.dumps(status_json(plan.statuses), indent=2, ensure_ascii=False) + "\n")
+            data = {**status_json(plan.statuses), **clusters.status_json()}
+            sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         else:
-            sys.stdout.write(status_text(plan.statuses))
-        return EXIT_ERROR if report_unreachable(snapshot) else EXIT_OK
+            sys.stdout.write(status_text(plan.statuses) + clusters.status_text())
+        return EXIT_ERROR if report_unreachable(snapshot) | clusters.report() else EXIT_OK
 
     return run(body)
