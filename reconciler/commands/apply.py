@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from reconciler.azure.clients import AzureClients
+from reconciler.commands.cluster_view import ClusterApply
 from reconciler.commands.common import (
     CLI_CALLER,
     EXIT_ERROR,
@@ -92,15 +93,17 @@ def summary_line(result: ActionResult) -> str:
     )
 
 
-def print_summary(results: Sequence[ActionResult]) -> None:
+def print_summary(results: Sequence[ActionResult], clusters: Sequence[tuple[str, bool]] = ()) -> None:
     for result in results:
         print(summary_line(result), flush=True)
-    failed = sum(1 for r in results if not r.ok)
-    print(f"Applied: {len(results) - failed} ok, {failed} not ok.", flush=True)
+    for line, _ in clusters:
+        print(line, flush=True)
+    failed = sum(1 for r in results if not r.ok) + sum(1 for _, ok in clusters if not ok)
+    print(f"Applied: {len(results) + len(clusters) - failed} ok, {failed} not ok.", flush=True)
 
 
-async def _ask(plan: Plan, yes: bool) -> bool:
-    sys.stdout.write(plan_text(plan))
+async def _ask(plan: Plan, yes: bool, clusters: str = "") -> bool:
+    sys.stdout.write(plan_text(plan) + clusters)
     sys.stdout.flush()
     if yes:
         return True
@@ -120,21 +123,28 @@ def apply_command(config_paths: list[Path], yes: bool) -> int:
 
         async def approve(plan: Plan) -> bool:
             nonlocal refused
-            refused = not await _ask(plan, yes)
+            refused = not await _ask(plan, yes, clusters.view.plan_text())
+            if not refused:
+                clusters.start()
             return not refused
 
         with command_logging():
             async with AzureClients(config, caller=CLI_CALLER) as clients:
+                clusters = ClusterApply(clients, config, pacing())
+                await clusters.observe()
                 engine = Engine(clients, pacing=pacing(), observers=[print_phase])
                 result = await reconcile_once(config, clients, engine=engine, approve=approve)
-        if not result.plan.actions:
-            sys.stdout.write(plan_text(result.plan))
-        elif result.approved:
-            print_summary(result.results)
+                if not result.plan.actions and clusters.pending:
+                    await approve(result.plan)
+                await clusters.finish()
+        if not result.plan.actions and not clusters.pending:
+            sys.stdout.write(plan_text(result.plan) + clusters.view.plan_text())
+        elif not refused:
+            print_summary(result.results, clusters.summary())
         else:
             print("Not applied.")
-        unreachable = report_unreachable(result.snapshot)
-        if refused or unreachable or result.failures:
+        unreachable = report_unreachable(result.snapshot) | clusters.view.report()
+        if refused or unreachable or result.failures or not clusters.ok:
             return EXIT_ERROR
         return EXIT_OK
 
