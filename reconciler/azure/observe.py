@@ -122,6 +122,8 @@ def observed_pool(account: str, body: Mapping[str, Any], counts: Mapping[str, An
         dedicated_nodes=_node_counts(counts.get("dedicated")),
         low_priority_nodes=_node_counts(counts.get("lowPriority")),
         desired_view=MappingProxyType(comparable_view(canonical_from_rest(body))),
+        state_transition_time=parse_time(body.get("stateTransitionTime")),
+        allocation_state_transition_time=parse_time(body.get("allocationStateTransitionTime")),
     )
 
 

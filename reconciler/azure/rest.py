@@ -44,6 +44,8 @@ STATE_PROPERTIES: Final = (
     "metadata",
     "creationTime",
     "lastModified",
+    "stateTransitionTime",
+    "allocationStateTransitionTime",
     "eTag",
     "resizeErrors",
     "enableAutoScale",

@@ -68,6 +68,10 @@ class ObservedPool:
     dedicated_nodes: NodeCounts
     low_priority_nodes: NodeCounts
     desired_view: Mapping[str, Any]
+    state_transition_time: datetime | None = None
+    """When `state` last changed: the start of a deletion, as the service counts it."""
+    allocation_state_transition_time: datetime | None = None
+    """When `allocation_state` last changed: the start of a drain or an allocation."""
 
     @property
     def steady(self) -> bool:

@@ -2,9 +2,13 @@
 
 The loop holds no progress of its own: every iteration starts from a fresh GET of the pool and the
 planner's pure step function, so a process killed anywhere and run again continues from what Azure shows.
-The only things kept in memory are what cannot matter after a restart: the phase deadline (a restarted
-process gives the phase a fresh one, erring on the side of waiting) and, after a drain timed out under
-`on_drain_timeout: requeue`, the switch to requeue for the rest of this run.
+The phase deadline is counted from when Azure says the phase began, where it says so: a drain or an
+allocation found running from the pool's `allocationStateTransitionTime`, a deletion from its
+`stateTransitionTime`. A process restarted in the middle of a phase therefore times it out at the same
+instant the first one would have, instead of granting it a fresh deadline. Only a phase this process
+began itself (its own call just made) or one Azure gives no start for is counted from now. The one thing
+kept in memory is, after a drain timed out under `on_drain_timeout: requeue`, the switch to requeue for
+the rest of this run.
 
 Each phase is bounded by its deadline from the spec (drain, delete, allocation). Quota and allocation
 errors end the cycle as `degraded`, never in a recreate loop: the rebuilt pool carries the new spec hash
@@ -18,7 +22,7 @@ import enum
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import structlog
@@ -176,6 +180,8 @@ class CycleRunner:
     observers: Sequence[Observer] = ()
     sleep: Sleep = asyncio.sleep
     clock: Clock = time.monotonic
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    """The service's wall clock as well as we know it, to count a phase from Azure's transition times."""
 
     def __post_init__(self) -> None:
         self.policy = self.desired.refresh if self.desired is not None else RefreshPolicy()
@@ -197,7 +203,8 @@ class CycleRunner:
             except Exception:
                 self.log.exception("pool.refresh.observer_failed")
 
-    def _enter(self, step: RefreshStep) -> None:
+    def _enter(self, step: RefreshStep, observed: ObservedPool | None = None) -> None:
+        """Begin the phase of `step`; with `observed`, counted from when Azure says it began."""
         name = phase(step)
         if self.current is not None and self.current.name == name:
             return
@@ -205,7 +212,8 @@ class CycleRunner:
         previous = self.current
         if previous is not None:
             self.phases.append(PhaseRecord(previous.name, now - previous.started, previous.gets))
-        self.current = _Phase(name, now, now + self._deadline(name))
+        started = now - self._running_for(step, observed)
+        self.current = _Phase(name, started, started + self._deadline(name))
         seconds = now - previous.started if previous is not None else 0.0
         self.log.info(
             "pool.refresh.phase",
@@ -225,6 +233,20 @@ class CycleRunner:
                 previous=previous.name if previous else None,
             )
         )
+
+    def _running_for(self, step: RefreshStep, observed: ObservedPool | None) -> float:
+        """Wall seconds the phase of a wait step has already run in Azure (0 when Azure cannot say)."""
+        if observed is None or step not in WAIT_STEPS:
+            return 0.0
+        if step is RefreshStep.wait_deleted:
+            began = observed.state_transition_time if observed.state == "deleting" else None
+        elif observed.allocation_state != "steady":
+            began = observed.allocation_state_transition_time
+        else:
+            began = None
+        if began is None:
+            return 0.0
+        return self.pacing.seconds(max((self.now() - began).total_seconds(), 0.0))
 
     def _deadline(self, name: str) -> float:
         if name == "draining":
@@ -269,7 +291,7 @@ class CycleRunner:
                 detail = "exists without reconciler.managed-by: never touched"
                 return self._finish(Outcome.FAILED, detail, observed)
             step = self._step(observed)
-            self._enter(step)
+            self._enter(step, observed)
             if step is RefreshStep.done:
                 return self._done(observed)
             if step in WAIT_STEPS:

@@ -141,6 +141,7 @@ class Engine:
             limits=self.limits,
             observers=self.observers,
             sleep=self.sleep,
+            now=self.now,
         )
 
     async def _cycle(self, action: PoolAction) -> CycleResult:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from engine_env import ACCOUNT, IMAGE, World, pool_spec
+from engine_env import ACCOUNT, IMAGE, SCALE, World, pool_spec
 
 from reconciler.azure import markers, operations
 from reconciler.engine.cycle import Outcome
@@ -225,3 +225,34 @@ async def test_patch_when_empty_carries_a_change_seen_only_through_a_secret_dige
     assert machine["containerConfiguration"]["containerRegistries"][0]["password"] == "second-password"
     metadata = {m["name"]: m["value"] for m in pool.spec["metadata"]}
     assert metadata[markers.SPEC_HASH] == spec_hash(world.config().pools["reg"])
+
+
+async def test_a_restarted_cycle_times_the_drain_out_when_the_first_one_would_have(world: World) -> None:
+    world.pools["long"] = pool_spec(refresh={"drain_timeout": "1h", "on_drain_timeout": "wait"})
+    await create(world, "long")
+    await world.occupy("long", tasks=2, seconds=36000)
+    await request(world, "long")
+    clock = world.emu.clock
+    async with world.clients() as clients:
+        first = world.engine(clients)
+        first.now = clock.now
+        draining = asyncio.Event()
+        first.observers = [lambda event: draining.set() if event.step == "drain" else None]
+        killed = asyncio.create_task(first.runner(ACCOUNT, "long", world.config().pools["long"]).run())
+        await draining.wait()
+        await clock.sleep(2400)
+        killed.cancel()
+        await asyncio.gather(killed, return_exceptions=True)
+        drain_began = world.sim_pool("long").allocation_time
+        restarted_at = clock.monotonic()
+
+        second = world.engine(clients)
+        second.now = clock.now
+        result = await second.runner(ACCOUNT, "long", world.config().pools["long"]).run()
+        ended_at = clock.monotonic()
+
+    assert result.outcome is Outcome.WAITING, result.detail
+    assert restarted_at - drain_began >= 2300
+    assert drain_began + 3600 <= ended_at <= drain_began + 3600 + 0.25 * SCALE, (drain_began, ended_at)
+    waited = float(result.detail.split("after ")[1].split("s")[0])
+    assert 3600 <= waited <= 3600 + 0.25 * SCALE
