@@ -403,3 +403,18 @@ async def test_vm_nic_and_disk_lists_page_with_next_link(emu: Emulator, network:
     # The link carries the first request's query, so every page answers what was asked.
     listed = [v async for v in compute.virtual_machines.list(RG, expand="instanceView")]
     assert [v.instance_view is not None for v in listed] == [True] * 5
+
+
+async def test_os_disk_tags_are_set_by_disk_update(emu: Emulator, network: Any, compute: Any) -> None:
+    await make_network(emu, network, pip=False)
+    await (await compute.virtual_machines.begin_create_or_update(RG, "vm1", vm_body(emu))).result()
+    assert (await compute.disks.get(RG, "nic1-os")).tags in (None, {})
+
+    tags = {"reconciler.managed-by": "reconciler", "reconciler.cluster": "c1"}
+    updated = await (await compute.disks.begin_update(RG, "nic1-os", {"tags": tags})).result()
+
+    assert updated.tags == tags
+    disk = await compute.disks.get(RG, "nic1-os")
+    assert disk.tags == tags
+    assert disk.managed_by is not None
+    assert [d.tags async for d in compute.disks.list()] == [tags]

@@ -101,6 +101,7 @@ class ComputeProvider:
         )
         disk = f"{rg}/{DISK}/{{diskName}}"
         router.add_get(disk, gate(self.get_disk), name="arm.Disks_Get")
+        router.add_patch(disk, gate(self.patch_disk), name="arm.Disks_Update")
         router.add_delete(disk, gate(self.delete_disk), name="arm.Disks_Delete")
         router.add_get(f"{rg}/{DISK}", gate(self.list_disks), name="arm.Disks_ListByResourceGroup")
         router.add_get(
@@ -507,6 +508,16 @@ class ComputeProvider:
             request.match_info["resourceGroupName"], DISK, request.match_info["diskName"]
         )
         return json_response(public(disk))
+
+    async def patch_disk(self, request: web.Request) -> web.Response:
+        """Tags only: Azure does not tag the OS disk a VM creates, so its owner tags it afterwards."""
+        body = await read_json(request)
+        disk = self.state.require(
+            request.match_info["resourceGroupName"], DISK, request.match_info["diskName"]
+        )
+        if "tags" in body:
+            disk["tags"] = body["tags"] or {}
+        return self.state.put_response(request, disk, created=False, provider=PROVIDER)
 
     async def list_disks(self, request: web.Request) -> web.Response:
         rg = request.match_info.get("resourceGroupName")
