@@ -458,3 +458,171 @@ async def test_sigterm_mid_refresh_exits_quickly_and_a_restart_finishes(
     await eventually(rebuilt, what="the refresh finished after the restart")
     await pass_after(again, time.time(), "1 pool in sync")
     assert len(await pools_by_id(emulator)) == 1
+
+
+# --- a long drain does not hold back the other pools ----------------------------------------------
+
+DRAIN_SCALE = 60
+TASK_HOURS = 3
+
+
+async def test_a_drain_holds_back_neither_other_pools_nor_metrics_nor_ready_nor_shutdown(
+    workdir: Path, processes: list[Any]
+) -> None:
+    emulator = await EmulatorProcess(workdir, time_scale=DRAIN_SCALE).start()
+    processes.append(emulator)
+    interval = 1.0  # wall seconds: 60 s of simulated time
+    pools = pool_yaml("pa", 2) + pool_yaml("pc", 1)
+    config = write_config(workdir / "config.yaml", emulator.batch_url, pools, interval="60s")
+    env = {"RECONCILER_TIME_SCALE": str(DRAIN_SCALE)}
+    first = DaemonProcess(workdir, config, env, name="first")
+    processes.append(await first.start())
+    await eventually(lambda: _all_idle(emulator, "pa", "pc"), what="pa and pc built")
+
+    # Tasks occupy every node of pa for hours of simulated time; a refresh drains it under taskcompletion.
+    seconds = TASK_HOURS * 3600
+    await emulator.admin("POST", f"/batch/{ACCOUNT}/pools/pa/occupy", {"tasks": 2, "seconds": seconds})
+    async with AzureClients(emulator_config(emulator), caller="daemon-test") as clients:
+        observed = await operations.get_pool(clients, ACCOUNT, "pa")
+        assert observed is not None
+        at = operations.request_time(observed, datetime.now(UTC))
+        await operations.request_refresh(clients, ACCOUNT, "pa", at, observed=observed)
+    await first.wait_log(lambda e: e.get("event") == "pool.refresh.phase" and e.get("phase") == "draining")
+    before = await first.scrape()
+    last_ok_before = sample(before, "reconciler_last_successful_reconcile_timestamp_seconds")
+    assert last_ok_before is not None
+
+    # Meanwhile: pc resized out of band, and pb declared but missing.
+    async with emulator.batch() as client:
+        await client.begin_resize_pool("pc", {"targetDedicatedNodes": 3})
+    changed = time.time()
+    write_config(config, emulator.batch_url, pools + pool_yaml("pb", 1), interval="60s")
+    first.signal(signal.SIGHUP)
+
+    def started(pool: str, action: str) -> Callable[[dict[str, Any]], bool]:
+        def match(event: dict[str, Any]) -> bool:
+            return (
+                event.get("event") == "pool.action.start"
+                and event.get("pool") == pool
+                and event.get("action") == action
+                and _at(event) > changed
+            )
+
+        return match
+
+    created = await first.wait_log(started("pb", "create"), within=10)
+    resized = await first.wait_log(started("pc", "resize"), within=10)
+    assert _at(created) - changed < 3 * interval
+    assert _at(resized) - changed < 3 * interval
+
+    async def converged() -> bool:
+        now = await pools_by_id(emulator)
+        return (
+            "pb" in now
+            and steady_and_idle({"pb": now["pb"], "pc": now["pc"]})
+            and now["pc"]["targetDedicatedNodes"] == 1
+        )
+
+    await eventually(converged, within=30, what="pb created and pc put back to 1 node")
+    drained_meanwhile = (await pools_by_id(emulator))["pa"]
+    assert node_count(drained_meanwhile, "running") == 2, "pa's tasks are still running: its drain goes on"
+
+    async def fresh() -> dict[str, Any] | None:
+        families = await first.scrape()
+        last_ok = sample(families, "reconciler_last_successful_reconcile_timestamp_seconds") or 0
+        resized = sample(families, "reconciler_actions", "_total", action="resize", result="done")
+        return families if last_ok > _at_least(last_ok_before, changed) and resized else None
+
+    families = await eventually(fresh, within=10, what="a successful pass after the resize ended")
+    assert sample(families, "reconciler_pool_refresh_phase", pool="pa", phase="draining") == 1
+    assert sample(families, "reconciler_pool_refresh_phase", pool="pb", phase="idle") == 1
+    assert sample(families, "reconciler_actions_in_flight", action="refresh") == 1
+    assert sample(families, "reconciler_actions", "_total", action="create", result="done") == 3
+    assert sample(families, "reconciler_refresh", "_total", pool="pa", result="done") is None
+    passes = sample(families, "reconciler_reconcile_duration_seconds", "_count") or 0
+    took = sample(families, "reconciler_reconcile_duration_seconds", "_sum") or 0
+    assert passes >= 5
+    assert took / passes < 1.0, "a pass lasts as long as observing and dispatching, not the drain"
+    assert sample(families, "reconciler_reconcile_duration_seconds", "_bucket", le="1.0") == passes
+
+    # SIGTERM mid-drain: a prompt exit 0; the interrupted cycle is not counted as a failure.
+    stopping = time.monotonic()
+    first.signal(signal.SIGTERM)
+    assert first.wait(15) == 0
+    assert time.monotonic() - stopping < 5
+    interrupted = await first.wait_log(lambda e: e.get("event") == "reconcile.interrupted")
+    assert interrupted["pools"] == ["pa"]
+    assert not [e for e in first.events() if e["event"] == "daemon.cancelled"], "stopped by cancellation"
+    assert _unfinished((await pools_by_id(emulator))["pa"], at)
+
+    # Restarted, the first pass resumes the long drain and READY=1 comes at once regardless.
+    notify = free_datagram_socket(workdir / "notify.sock")
+    restarted = {**env, "NOTIFY_SOCKET": str(workdir / "notify.sock")}
+    second = DaemonProcess(workdir, config, restarted, name="second")
+    launched = time.monotonic()
+    processes.append(await second.start(wait_ready=False))
+    messages: list[str] = []
+
+    async def ready() -> float | None:
+        messages.extend(received(notify))
+        if any(m.startswith("READY=1") for m in messages):
+            return time.monotonic()
+        return None
+
+    ready_at = await eventually(ready, within=20, what="READY=1")
+    assert ready_at - launched < 10
+    resumed = await second.wait_log(lambda e: e.get("event") == "pool.action.start" and e.get("pool") == "pa")
+    assert resumed["action"] == "refresh"
+    assert (await second.get("/readyz"))[0] == 200
+    assert node_count((await pools_by_id(emulator))["pa"], "running") == 2, "READY came before the drain"
+    notify.close()
+
+    # The tasks end; the restarted daemon finishes pa's cycle, exactly once.
+    await emulator.admin("POST", "/clock/advance", {"seconds": seconds})
+
+    async def rebuilt() -> dict[str, dict[str, Any]] | None:
+        now = await pools_by_id(emulator)
+        pool = now.get("pa")
+        if pool is None or not steady_and_idle({"pa": pool}) or _unfinished(pool, at):
+            return None
+        return now
+
+    final = await eventually(rebuilt, within=90, what="pa's refresh finished after the restart")
+    assert set(final) == {"pa", "pb", "pc"}
+
+    async def counted() -> bool:
+        families = await second.scrape()
+        return sample(families, "reconciler_refresh", "_total", pool="pa", result="done") == 1
+
+    await eventually(counted, within=10, what="the refresh counted once")
+    refreshes = [
+        e
+        for daemon in (first, second)
+        for e in daemon.events()
+        if e["event"] == "pool.action.done" and e.get("action") == "refresh"
+    ]
+    assert [e["pool"] for e in refreshes] == ["pa"]
+    created_calls = [
+        e
+        for daemon in (first, second)
+        for e in daemon.events()
+        if e["event"] == "pool.refresh.call" and e.get("pool") == "pa" and e.get("call") == "create"
+    ]
+    assert len(created_calls) == 2, "pa created once by the first daemon, once more by its refresh"
+
+
+def _at(event: dict[str, Any]) -> float:
+    return datetime.fromisoformat(str(event["timestamp"])).timestamp()
+
+
+def _at_least(*moments: float) -> float:
+    return max(moments)
+
+
+def _unfinished(pool: dict[str, Any], requested: datetime) -> bool:
+    return datetime.fromisoformat(pool["creationTime"].replace("Z", "+00:00")) <= requested
+
+
+async def _all_idle(emulator: EmulatorProcess, *pool_ids: str) -> bool:
+    pools = await pools_by_id(emulator)
+    return all(p in pools for p in pool_ids) and steady_and_idle({p: pools[p] for p in pool_ids})
