@@ -1,6 +1,7 @@
 """The engine as the daemon runs it: no new actions once stopping, refreshes begun only inside a window.
 
-Both rules sit in front of `Engine.execute`, so `reconcile_once` stays the same pass `apply` runs. The
+Both rules sit in front of `Engine.execute`, so `reconcile_once` stays the same pass `apply` runs; the
+daemon's own pass applies `gate` itself and hands each pool's actions to `carry_out`, detached. The
 window rule holds back only the *beginning* of a refresh (the steps before anything is torn down): a
 cycle already draining, deleting or recreating is carried on, since stopping it halfway would leave a
 pool smaller than its spec until the next window.
@@ -66,8 +67,6 @@ def _never_stopping() -> bool:
 class DaemonEngine(Engine):
     in_window: Callable[[datetime], bool] = _always_open
     stopping: Callable[[], bool] = _never_stopping
-    on_plan: Callable[[Plan], None] | None = None
-    """Hears the plan before anything is done, so status reports the pass in progress, not the last."""
     _deferred: set[tuple[str, str]] = field(default_factory=set, init=False)
 
     def gate(self, plan: Plan, now: datetime) -> tuple[Plan, tuple[HeldAction, ...]]:
@@ -90,8 +89,6 @@ class DaemonEngine(Engine):
 
     async def execute(self, plan: Plan) -> tuple[ActionResult, ...]:
         """Raises `ShutdownRequested` once every pool's actions have stopped at a step boundary."""
-        if self.on_plan is not None:
-            self.on_plan(plan)
         if self.stopping():
             if plan.actions:
                 log.info("reconcile.not_acting", reason="stopping", actions=len(plan.actions))
