@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 
 from engine_env import ACCOUNT, IMAGE, SCALE, World, pool_spec
 
 from reconciler.azure import markers, operations
+from reconciler.commands.apply import command_logging
 from reconciler.engine.cycle import Outcome
 from reconciler.plan.hashing import spec_hash
 from reconciler.plan.rules import desired_markers
@@ -259,3 +262,19 @@ async def test_a_restarted_cycle_times_the_drain_out_when_the_first_one_would_ha
     assert drain_began + 3600 <= ended_at <= drain_began + 3600 + 0.25 * SCALE, (drain_began, ended_at)
     waited = float(result.detail.split("after ")[1].split("s")[0])
     assert 3600 <= waited <= 3600 + 0.25 * SCALE
+
+
+async def test_a_runner_made_during_a_command_still_logs_after_that_commands_stderr_closed(
+    world: World,
+) -> None:
+    world.pools["late"] = pool_spec(refresh={"allocation_timeout": "1m"})
+    captured = io.StringIO()
+    async with world.clients() as clients:
+        with contextlib.redirect_stderr(captured), command_logging():
+            runner = world.engine(clients).runner(ACCOUNT, "late", world.config().pools["late"])
+        captured.close()
+        later = io.StringIO()
+        with contextlib.redirect_stderr(later):
+            result = await runner.run()
+    assert result.outcome is Outcome.TIMED_OUT
+    assert "pool.refresh.timed_out" in later.getvalue()
