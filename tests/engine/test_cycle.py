@@ -278,3 +278,31 @@ async def test_a_runner_made_during_a_command_still_logs_after_that_commands_std
             result = await runner.run()
     assert result.outcome is Outcome.TIMED_OUT
     assert "pool.refresh.timed_out" in later.getvalue()
+
+
+async def test_a_restarted_cycle_times_the_deletion_from_when_it_began(world: World) -> None:
+    world.pools["slowdel"] = pool_spec(target_dedicated_nodes=0, refresh={"delete_timeout": "30m"})
+    await create(world, "slowdel")
+    await request(world, "slowdel")
+    world.emu.batch.set_timings(delete_empty=3600)
+    clock = world.emu.clock
+    async with world.clients() as clients:
+        first = world.engine(clients)
+        first.now = clock.now
+        deleting = asyncio.Event()
+        first.observers = [lambda event: deleting.set() if event.step == "delete" else None]
+        killed = asyncio.create_task(first.runner(ACCOUNT, "slowdel", world.config().pools["slowdel"]).run())
+        await deleting.wait()
+        await clock.sleep(1200)
+        killed.cancel()
+        await asyncio.gather(killed, return_exceptions=True)
+        began = world.sim_pool("slowdel").state_time
+
+        second = world.engine(clients)
+        second.now = clock.now
+        result = await second.runner(ACCOUNT, "slowdel", world.config().pools["slowdel"]).run()
+        ended_at = clock.monotonic()
+
+    assert result.outcome is Outcome.TIMED_OUT, result.detail
+    assert "deleting" in result.detail
+    assert began + 1800 <= ended_at <= began + 1800 + 0.25 * SCALE, (began, ended_at)
