@@ -79,7 +79,12 @@ def _check(config: Config, pool_ids: list[str], snapshot: Snapshot) -> None:
             continue
         observed = snapshot.pool(account, pool_id)
         if observed is not None and not observed.managed:
-            problems.append(f"{pool_id}: exists without reconciler.managed-by; never touched")
+            hint = (
+                "; `reconciler apply` adopts it while it matches the spec"
+                if config.pools[pool_id].adopt
+                else ""
+            )
+            problems.append(f"{pool_id}: exists without reconciler.managed-by; never touched{hint}")
     if problems:
         raise CommandError("\n".join(problems))
 

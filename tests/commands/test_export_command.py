@@ -200,7 +200,12 @@ def test_exported_pools_are_adopted_by_apply_and_can_then_be_refreshed(
         rebuilt = emu.call(lambda: emu.batch.pool(ACCOUNT, "legacy"))
         assert rebuilt.created > created
         assert pool_metadata(emu, "legacy")[markers.MANAGED_BY] == markers.MANAGED_BY_VALUE
+        capsys.readouterr()
         assert refresh_command([exported], ["edited"], False) == 1
+        assert capsys.readouterr().err == (
+            "error: edited: exists without reconciler.managed-by; never touched;"
+            " `reconciler apply` adopts it while it matches the spec\n"
+        )
 
 
 def test_export_to_stdout(tmp_path: Path, emu: ThreadedEmulator, capsys: pytest.CaptureFixture[str]) -> None:
