@@ -5,8 +5,9 @@ paged calls per subscription, whatever the number of clusters) finds every resou
 clusters since removed from the config included, and the `creator: dask-cloudprovider` leftovers.
 Names derive from the cluster name alone (`<cluster>-dask-scheduler`, `<cluster>-dask-worker-0003`), so
 a restarted reconciler recognises what it made; tags carry what names cannot (ownership, role, spec hash,
-the scheduler address a worker was built for). Azure does not tag a VM's implicit OS disk, so a disk is
-ours by the name only we give it.
+the scheduler address a worker was built for). Azure does not tag a VM's implicit OS disk, so the engine
+tags it once the VM exists; a disk that only has one of our names is observed (its index stays taken,
+`status` reports it) but is never deleted on the name alone.
 
 Every call leaves as `ClusterCallFailed` carrying the classified error. Creates and deletes return once
 ARM accepted them; the engine polls `get_vm`, `get_nic` and `exists` to the end, within its deadlines.
@@ -228,6 +229,11 @@ class ObservedDisk:
     resource_group: str
     tags: Mapping[str, str]
     managed_by: str | None
+
+    @property
+    def owned(self) -> bool:
+        """Tagged ours; a disk that merely has one of our names is not, until it is tagged."""
+        return _is_ours(self.tags)
 
 
 @dataclass(frozen=True)
@@ -451,7 +457,7 @@ async def observe_subscription(
     views = await _instance_views(clients, subscription, ours_vms)
     names = set(declared) | {
         _tags(r)[CLUSTER_TAG]
-        for r in [*listing.vms, *listing.nics, *listing.public_ips]
+        for r in [*listing.vms, *listing.nics, *listing.public_ips, *listing.disks]
         if _is_ours(_tags(r))
     }
     by_cluster: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
@@ -621,6 +627,13 @@ class ClusterOps:
             lambda: self.compute.virtual_machines.begin_update(
                 group, name, _json({"tags": dict(tags)}), polling=False
             ),
+        )
+
+    async def set_disk_tags(self, group: str, name: str, tags: Mapping[str, str]) -> None:
+        await self._begin(
+            "tag disk",
+            name,
+            lambda: self.compute.disks.begin_update(group, name, _json({"tags": dict(tags)}), polling=False),
         )
 
     async def get_vm(self, group: str, name: str) -> ObservedVm | None:

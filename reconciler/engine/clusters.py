@@ -31,6 +31,7 @@ from reconciler.azure.clusters import (
     ObservedVm,
     Placement,
     ResourceKind,
+    disk_name,
     nic_name,
     observe_clusters,
     placement,
@@ -40,7 +41,7 @@ from reconciler.azure.clusters import (
 from reconciler.azure.errors import ErrorKind
 from reconciler.engine.wait import Clock, DeadlineExceeded, Pacing, Sleep, wait_until
 from reconciler.plan.cloud_init import Role
-from reconciler.plan.cluster_bodies import nic_body, public_ip_body, vm_body
+from reconciler.plan.cluster_bodies import disk_tags, nic_body, public_ip_body, vm_body
 from reconciler.plan.clusters import (
     ClusterPlan,
     ClusterState,
@@ -50,6 +51,7 @@ from reconciler.plan.clusters import (
     DeleteVm,
     Reason,
     SetTargetWorkers,
+    TagDisk,
     WorkerState,
     plan_clusters,
 )
@@ -340,6 +342,9 @@ class _Run:
         )
         undeleted = {s.name for s, ok in zip(deletions, deleted, strict=True) if not ok}
         await self._delete_resources([s for s in self._steps(DeleteResource) if not s.foreign])
+        await asyncio.gather(
+            *(self._step(f"tag disk {s.name}", self._tag_disk(s)) for s in self._steps(TagDisk))
+        )
         for create in self._steps(CreateScheduler):
             label = f"create scheduler {scheduler_name(self.plan.name)}"
             if scheduler_name(self.plan.name) in undeleted:
@@ -536,6 +541,9 @@ class _Run:
                 continue
             if vm is not None and vm.provisioning_state == "Succeeded":
                 self.created.append(name)
+                await self.ops.set_disk_tags(
+                    group, vm.os_disk or disk_name(name), disk_tags(self.plan.name, role)
+                )
                 return attempt
             last = _failure(vm)
             self.log.warning("cluster.create.attempt_failed", vm=name, attempt=attempt, detail=last)
@@ -550,6 +558,11 @@ class _Run:
                 await self._gone("nic", group, nic_name(name))
         except (ClusterCallFailed, DeadlineExceeded) as exc:
             raise _Failed(f"could not remove the failed VM {name}: {exc}") from None
+
+    async def _tag_disk(self, step: TagDisk) -> int:
+        """Tag the OS disk of a VM of ours that a crash left untagged between the VM's create and this."""
+        await self.ops.set_disk_tags(step.resource_group, step.name, disk_tags(self.plan.name, step.role))
+        return 1
 
     async def _set_target(self, count: int) -> int:
         _, where = self._desired()

@@ -86,6 +86,11 @@ def tags(cluster_name: str, role: Role, spec_hash: str, **extra: str) -> dict[st
     }
 
 
+def disk_tags(cluster_name: str, role: str) -> dict[str, str]:
+    """What makes an OS disk ours: set after its VM is created, since Azure tags no implicit OS disk."""
+    return {MANAGED_BY: MANAGED_BY_VALUE, CLUSTER_TAG: cluster_name, ROLE_TAG: role}
+
+
 # --- bodies --------------------------------------------------------------------------------------------
 
 

@@ -8,10 +8,12 @@ fresh snapshot. Every VM is in one of a few states, each with one answer:
 - failed provisioning, evicted, deallocated or stopped → delete and replace (the reason is counted);
 - built for another scheduler address → replace; built from another spec → rolling replacement of
   `rollout.max_unavailable` workers at a time, the scheduler last;
-- NIC, public IP or disk of ours without its VM → delete (after a crash mid-create, say).
+- NIC, public IP or disk of ours without its VM → delete (after a crash mid-create, say);
+- an OS disk of a VM of ours without our tags (a crash between the VM's create and the disk's tagging)
+  → tag it; a disk with one of our names but neither our tags nor a VM of ours → reported, never deleted.
 
-Steps come in the order the engine runs them: VM deletions, orphan deletions, scheduler, workers,
-dask-cloudprovider leftovers, the target tag.
+Steps come in the order the engine runs them: VM deletions, orphan deletions, disk tags, scheduler,
+workers, dask-cloudprovider leftovers, the target tag.
 """
 
 from __future__ import annotations
@@ -112,6 +114,15 @@ class DeleteResource:
 
 
 @dataclass(frozen=True)
+class TagDisk:
+    """Tag the OS disk of a VM of ours: only a tagged disk is ever deleted on its own."""
+
+    name: str
+    resource_group: str
+    role: str
+
+
+@dataclass(frozen=True)
 class CreateScheduler:
     why: str
 
@@ -127,7 +138,7 @@ class SetTargetWorkers:
     count: int
 
 
-ClusterStep = DeleteVm | DeleteResource | CreateScheduler | CreateWorkers | SetTargetWorkers
+ClusterStep = DeleteVm | DeleteResource | TagDisk | CreateScheduler | CreateWorkers | SetTargetWorkers
 
 
 @dataclass(frozen=True)
@@ -153,6 +164,8 @@ class ClusterPlan:
     """Replacements this plan starts, by reason."""
     orphans: Mapping[ResourceKind, int] = field(default_factory=dict)
     """Orphans of ours this plan deletes, by kind."""
+    unowned: tuple[str, ...] = ()
+    """Disks with one of the cluster's names but not our tags: reported, left alone."""
 
     @property
     def dask_cloudprovider_kept(self) -> tuple[str, ...]:
@@ -253,6 +266,8 @@ class _Planner:
         self.deletions: list[DeleteVm] = []
         self.replacements: Counter[Reason] = Counter()
         self.workers: Counter[WorkerState] = Counter()
+        self.disk_tags: list[TagDisk] = []
+        self.unowned: list[str] = []
 
     def _here(self, resource_group: str) -> bool:
         return resource_group.lower() == self.group
@@ -324,6 +339,7 @@ class _Planner:
         steps: list[ClusterStep] = [*self.deletions]
         orphans = self._orphans({d.name for d in self.deletions})
         steps.extend(orphans)
+        steps.extend(self.disk_tags)
         if scheduler_reason is not None:
             steps.append(CreateScheduler(scheduler_reason))
         if shortfall:
@@ -351,6 +367,7 @@ class _Planner:
             workers=dict(self.workers),
             replacements=dict(self.replacements),
             orphans=dict(Counter(o.kind for o in orphans)),
+            unowned=tuple(self.unowned),
         )
 
     def _replace(self, vm: ObservedVm, reason: Reason) -> None:
@@ -426,8 +443,16 @@ class _Planner:
         for pip in observed.public_ips:
             if pip.attached_to is None and not (pip.name == keep_ip and self._here(pip.resource_group)):
                 found.append(DeleteResource("public_ip", pip.name, pip.resource_group, "orphan"))
+        vms = {vm.id.lower(): vm for vm in observed.vms}
         for disk in observed.disks:
-            if disk.managed_by is None and vm_of_disk(name, disk.name) not in deleting:
+            owner = vms.get((disk.managed_by or "").lower())
+            if owner is not None and (owner.name in deleting or owner.provisioning_state == "Deleting"):
+                continue
+            if not disk.owned and owner is not None:
+                self.disk_tags.append(TagDisk(disk.name, disk.resource_group, owner.role or "worker"))
+            elif not disk.owned and not (disk.managed_by is None and vm_of_disk(name, disk.name) in deleting):
+                self.unowned.append(_unowned(disk.name, disk.resource_group))
+            elif disk.managed_by is None and vm_of_disk(name, disk.name) not in deleting:
                 found.append(DeleteResource("disk", disk.name, disk.resource_group, "orphan"))
         return found
 
@@ -464,6 +489,10 @@ class _Planner:
         return ClusterState.converging
 
 
+def _unowned(disk: str, resource_group: str) -> str:
+    return f"disk {disk} (resource group {resource_group}): our name but not our tags, left alone"
+
+
 def _worker_leftovers(vm: str) -> tuple[tuple[ResourceKind, str], ...]:
     return (("nic", nic_name(vm)), ("disk", disk_name(vm)))
 
@@ -489,14 +518,19 @@ def _plan_undeclared(name: str, observed: ObservedCluster, *, prune: bool) -> Cl
             steps.append(DeleteVm(vm.name, vm.resource_group, vm.role or "worker", "prune"))
     steps.extend(DeleteResource("nic", n.name, n.resource_group, "prune") for n in observed.nics)
     steps.extend(DeleteResource("public_ip", p.name, p.resource_group, "prune") for p in observed.public_ips)
-    steps.extend(DeleteResource("disk", d.name, d.resource_group, "prune") for d in observed.disks)
+    deleted_vms = {vm.id.lower() for vm in observed.vms}
+    disks = [d for d in observed.disks if d.owned or (d.managed_by or "").lower() in deleted_vms]
+    unowned = tuple(_unowned(d.name, d.resource_group) for d in observed.disks if d not in disks)
+    steps.extend(DeleteResource("disk", d.name, d.resource_group, "prune") for d in disks)
+    if not steps and not observed.vms:
+        return ClusterPlan(name, ClusterState.in_sync, observed, unowned=unowned)
     if prune:
-        return ClusterPlan(name, ClusterState.pruning, observed, steps=tuple(steps))
+        return ClusterPlan(name, ClusterState.pruning, observed, steps=tuple(steps), unowned=unowned)
     counts = Counter(
         ["vm"] * len(observed.vms)
         + ["nic"] * len(observed.nics)
         + ["public IP"] * len(observed.public_ips)
-        + ["disk"] * len(observed.disks)
+        + ["disk"] * len(disks)
     )
     shown = ", ".join(f"{count} {kind}" for kind, count in counts.items())
     return ClusterPlan(
@@ -504,6 +538,7 @@ def _plan_undeclared(name: str, observed: ObservedCluster, *, prune: bool) -> Cl
         ClusterState.undeclared,
         observed,
         held=(f"not declared any more; its {shown} are kept because safety.prune is off",),
+        unowned=unowned,
     )
 
 
@@ -514,6 +549,8 @@ def describe(step: ClusterStep) -> str:
     if isinstance(step, DeleteResource):
         owner = "dask-cloudprovider " if step.foreign else ""
         return f"delete {owner}{step.kind} {step.name} ({step.why})"
+    if isinstance(step, TagDisk):
+        return f"tag disk {step.name} as ours ({step.role})"
     if isinstance(step, CreateScheduler):
         return f"create scheduler ({step.why})"
     if isinstance(step, CreateWorkers):
@@ -543,6 +580,7 @@ def summary(plan: ClusterPlan) -> dict[str, Any]:
         "steps": [describe(step) for step in plan.steps],
         "held": list(plan.held),
         "dask_cloudprovider_leftovers": list(plan.dask_cloudprovider_kept),
+        "unowned_disks": list(plan.unowned),
     }
 
 
@@ -565,4 +603,6 @@ def status_line(plan: ClusterPlan) -> str:
         parts.append(", ".join(f"{n} {state}" for state, n in unwell.items()))
     if plan.dask_cloudprovider_kept:
         parts.append(f"{len(plan.dask_cloudprovider_kept)} dask-cloudprovider leftover(s)")
+    if plan.unowned:
+        parts.append(f"{len(plan.unowned)} untagged disk(s) with our names, left alone")
     return f"{plan.name}: {plan.state.value}: " + "; ".join(parts)

@@ -11,7 +11,15 @@ from cluster_env import LOCATION, RG, cluster_spec, config_of
 
 from reconciler.emulator import Emulator
 from reconciler.engine.clusters import ClusterEngine, ClustersPass, figures
-from reconciler.plan.clusters import ClusterState, CreateScheduler, CreateWorkers, DeleteVm, Reason
+from reconciler.plan.clusters import (
+    ClusterState,
+    CreateScheduler,
+    CreateWorkers,
+    DeleteVm,
+    Reason,
+    describe,
+    status_line,
+)
 
 W = "analytics-dask-worker-{:04d}"
 SCHEDULER = "analytics-dask-scheduler"
@@ -195,15 +203,57 @@ async def test_orphans_of_ours_are_deleted_and_counted_by_kind(
     await (await compute.virtual_machines.begin_delete(RG, "someone-else")).result()
     assert (await compute.disks.get(RG, f"{W.format(7)}-osdisk")).managed_by is None
 
+    stray = f"{W.format(7)}-osdisk"
+
     done = await engine.reconcile(config)
 
-    assert done.results[0].orphans_deleted == {"public_ip": 1, "disk": 1}
-    assert figures(done.plans[0], done.results[0]).orphans_deleted == {"public_ip": 1, "disk": 1}
+    assert done.results[0].orphans_deleted == {"public_ip": 1}
+    assert done.plans[0].unowned == (
+        f"disk {stray} (resource group {RG}): our name but not our tags, left alone",
+    )
+    assert "1 untagged disk(s) with our names, left alone" in status_line(done.plans[0])
+    assert stray in [d.name async for d in compute.disks.list_by_resource_group(RG)]
+    kept = await engine.reconcile(config)
+    assert kept.plans[0].in_sync
+    assert kept.plans[0].unowned
+    assert stray in [d.name async for d in compute.disks.list_by_resource_group(RG)]
+
+    await (await compute.disks.begin_update(RG, stray, {"tags": ours})).result()
+    done = await engine.reconcile(config)
+
+    assert done.results[0].orphans_deleted == {"disk": 1}
+    assert figures(done.plans[0], done.results[0]).orphans_deleted == {"disk": 1}
     assert [d.name async for d in compute.disks.list_by_resource_group(RG)] == [
         f"{SCHEDULER}-osdisk",
         f"{W.format(0)}-osdisk",
     ]
     assert "lonely-nic" in [n.name async for n in network.network_interfaces.list(RG)]
+    assert (await engine.reconcile(config)).plans[0].in_sync
+
+
+async def test_os_disks_are_tagged_and_a_disk_left_untagged_by_a_crash_is_tagged_next_pass(
+    emu: Emulator, compute: Any, subnet_id: str, engine_for: Callable[..., ClusterEngine]
+) -> None:
+    config = config_of(emu, {"analytics": cluster_spec(n_workers=1)})
+    engine = engine_for(config)
+    assert not failed(await engine.reconcile(config))
+    disks = {d.name: d.tags async for d in compute.disks.list_by_resource_group(RG)}
+    assert disks[f"{SCHEDULER}-osdisk"]["reconciler.role"] == "scheduler"
+    assert disks[f"{W.format(0)}-osdisk"] == {
+        "reconciler.managed-by": "reconciler",
+        "reconciler.cluster": "analytics",
+        "reconciler.role": "worker",
+    }
+    untagged = f"{W.format(0)}-osdisk"
+    await (await compute.disks.begin_update(RG, untagged, {"tags": {}})).result()
+
+    done = await engine.reconcile(config)
+
+    assert [describe(s) for s in done.plans[0].steps] == [f"tag disk {untagged} as ours (worker)"]
+    assert done.plans[0].unowned == ()
+    assert not failed(done)
+    assert (await compute.disks.get(RG, untagged)).tags["reconciler.cluster"] == "analytics"
+    assert await vm_names(compute) == [SCHEDULER, W.format(0)]
     assert (await engine.reconcile(config)).plans[0].in_sync
 
 
