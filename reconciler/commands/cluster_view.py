@@ -79,6 +79,7 @@ class ClusterView:
             lines.extend(
                 f"    note: dask-cloudprovider leftover {r}, kept" for r in plan.dask_cloudprovider_kept
             )
+            lines.extend(f"    note: {disk}" for disk in plan.unowned)
         for subscription, error in sorted(self.snapshot.errors.items()):
             lines.append(f"  note subscription {subscription}: unreachable: {error.describe()}")
         in_sync = sum(p.in_sync for p in self.plans)
@@ -120,6 +121,7 @@ class ClusterView:
             lines.extend(
                 f"{plan.name}: dask-cloudprovider leftover {r}" for r in plan.dask_cloudprovider_kept
             )
+            lines.extend(f"{plan.name}: {disk}" for disk in plan.unowned)
         return "\n" + "\n".join(lines) + "\n"
 
 
@@ -143,6 +145,7 @@ def status_row(plan: ClusterPlan) -> dict[str, Any]:
         "evicted": evicted,
         "orphans": dict(sorted(plan.orphans.items())),
         "dask_cloudprovider_leftovers": list(plan.dask_cloudprovider_kept),
+        "unowned_disks": list(plan.unowned),
         "held": list(plan.held),
     }
 
