@@ -49,7 +49,8 @@ class ActionKind(StrEnum):
     delete = "delete"
     """Prune a managed pool the config no longer declares."""
     adopt = "adopt"
-    """Write the ownership marker onto a pool that carries our spec hash but lost the marker."""
+    """Write the ownership marker onto a pool found without it: one carrying our spec hash (a create of
+    ours whose answer was lost), or, with `adopt: true`, one that matches the spec as it is."""
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,11 @@ Held, with the reason: everything for `suspend: true`; a refresh that would dele
 `deletion_protection`; every action on a pool whose last action failed (a create refused on quota, a
 refresh whose drain was aborted, a resize short of its target, ...) until
 `backoff_until[(account, pool_id)]`, which the engine records and clears: without it the same failure
-would be planned and tried again on every tick. Managed
-pools the config no longer declares are `orphaned`: deleted only with `safety.prune`, at most
-`safety.max_deletions_per_run` per plan (by account then id), and never when their metadata carries
-`reconciler.deletion-protection: true` — the pool's own metadata is the only place protection can be
-read once the spec is gone, so the engine mirrors the spec's flag there.
+would be planned and tried again on every tick. Managed pools the config no longer declares are
+`orphaned`: deleted only with `safety.prune`, at most `safety.max_deletions_per_run` per plan (by
+account then id), and never when their metadata carries `reconciler.deletion-protection: true` — the
+pool's own metadata is the only place protection can be read once the spec is gone, so the engine
+mirrors the spec's flag there.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def _plan_unmanaged(
     name = desired.account
     changes = compare(desired, observed)
     ours = observed.spec_hash == spec_hash(desired)
-    if ours or (desired.adopt and not changes):
+    if ours or (desired.adopt and not changes and observed.state == "active"):
         reason = (
             "carries this spec's hash but not the ownership marker"
             if ours
@@ -182,12 +182,14 @@ def _plan_unmanaged(
         return
     detail = "declared, but the pool exists without reconciler.managed-by: never touched"
     if desired.adopt:
-        fields = ", ".join(dict.fromkeys(top_field(c.path) for c in changes))
-        adopt = PoolAction(
-            ActionKind.adopt, name, pool_id, f"adopt: true, but {fields} differ", changes, desired, observed
-        )
-        out.held.append(HeldAction(adopt, f"not adopted: differs from the spec in {fields}"))
-        detail = f"adopt: true, but not adopted while it differs from the spec in {fields}"
+        if changes:
+            why = f"differs from the spec in {', '.join(dict.fromkeys(top_field(c.path) for c in changes))}"
+        else:
+            why = f"the pool is {observed.state}"
+        reason = f"adopt: true, but {why}"
+        adopt = PoolAction(ActionKind.adopt, name, pool_id, reason, changes, desired, observed)
+        out.held.append(HeldAction(adopt, f"not adopted: {why}"))
+        detail = f"adopt: true, but not adopted: {why}"
     elif changes:
         worst = _kind_for(changes)
         action = PoolAction(worst, name, pool_id, "differs from the spec", changes, desired, observed)

@@ -518,3 +518,10 @@ def test_adopt_is_held_while_suspended_or_backing_off_and_ignored_for_our_own_po
 def test_adopt_is_not_azure_state() -> None:
     assert spec_hash(spec(adopt=True)) == spec_hash(spec())
     assert spec(adopt=True).to_batch_json("p1") == spec().to_batch_json("p1")
+
+
+def test_adopt_true_never_adopts_a_pool_being_deleted() -> None:
+    desired = spec(adopt=True)
+    plan = plan_one(desired, replace(foreign(desired), state="deleting"))
+    assert plan.actions == ()
+    assert held_kinds(plan) == [(ActionKind.adopt, "not adopted: the pool is deleting")]
