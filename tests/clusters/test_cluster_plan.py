@@ -8,7 +8,7 @@ from typing import Any
 
 from cluster_env import RG, cluster_spec
 
-from reconciler.azure.clusters import ObservedCluster, ObservedNic, ObservedVm
+from reconciler.azure.clusters import ObservedCluster, ObservedDisk, ObservedNic, ObservedVm
 from reconciler.azure.errors import AzureError, ErrorKind
 from reconciler.plan.cluster_bodies import role_spec_hash
 from reconciler.plan.clusters import (
@@ -19,6 +19,7 @@ from reconciler.plan.clusters import (
     DeleteVm,
     Reason,
     SetTargetWorkers,
+    TagDisk,
     WorkerState,
     describe,
     plan_cluster,
@@ -208,3 +209,48 @@ def test_status_line_names_scheduler_workers_and_evictions() -> None:
     evicted = replace(vm("c1-dask-worker-0001", "worker", spec, power="deallocated", age=1), priority="Spot")
     plan = plan_cluster("c1", spec, cluster(spec, workers(spec, 1)[0], evicted), prune=False)
     assert status_line(plan) == ("c1: degraded: scheduler running 10.5.1.4; workers 1/2 healthy; 1 evicted")
+
+
+def disk(name: str, *, owned: bool, attached_to: str | None = None) -> ObservedDisk:
+    ours = {"reconciler.managed-by": "reconciler", "reconciler.cluster": "c1"}
+    return ObservedDisk(
+        name=name,
+        id=f"{SUB}/Microsoft.Compute/disks/{name}",
+        resource_group=RG,
+        tags=ours if owned else {},
+        managed_by=f"{SUB}/Microsoft.Compute/virtualMachines/{attached_to}" if attached_to else None,
+    )
+
+
+def test_disks_are_deleted_only_when_tagged_or_going_with_a_vm_of_ours() -> None:
+    spec = desired(n_workers=1)
+    (worker,) = workers(spec, 1)
+    observed = replace(
+        cluster(spec, worker),
+        disks=(
+            disk("c1-dask-scheduler-osdisk", owned=True, attached_to="c1-dask-scheduler"),
+            disk("c1-dask-worker-0000-osdisk", owned=False, attached_to="c1-dask-worker-0000"),
+            disk("c1-dask-worker-0004-osdisk", owned=False),
+            disk("c1-dask-worker-0005-osdisk", owned=True),
+        ),
+    )
+
+    plan = plan_cluster("c1", spec, observed, prune=False)
+
+    assert TagDisk("c1-dask-worker-0000-osdisk", RG, "worker") in plan.steps
+    assert [s.name for s in plan.steps if isinstance(s, DeleteResource)] == ["c1-dask-worker-0005-osdisk"]
+    assert plan.unowned == (
+        f"disk c1-dask-worker-0004-osdisk (resource group {RG}): our name but not our tags, left alone",
+    )
+    assert summary(plan)["unowned_disks"] == list(plan.unowned)
+
+    pruned = plan_cluster("c1", None, observed, prune=True)
+    deleted = [s.name for s in pruned.steps if isinstance(s, DeleteResource) and s.kind == "disk"]
+    assert deleted == ["c1-dask-scheduler-osdisk", "c1-dask-worker-0000-osdisk", "c1-dask-worker-0005-osdisk"]
+    assert pruned.unowned == plan.unowned
+
+    only_untagged = plan_cluster(
+        "c1", None, replace(observed, vms=(), nics=(), disks=observed.disks[2:3]), prune=True
+    )
+    assert (only_untagged.state, only_untagged.steps) == (ClusterState.in_sync, ())
+    assert only_untagged.unowned == plan.unowned

@@ -189,3 +189,17 @@ def test_an_unreachable_subscription_exits_1_and_the_pools_are_still_planned(
     assert data["clusters"][0]["state"] == "error"
     assert f"error: subscription {azure['subscription_id']}: unreachable" in captured.err
     assert "Traceback" not in captured.err
+
+
+def test_apply_without_yes_and_no_terminal_changes_no_cluster(
+    tmp_path: Path, emu: ThreadedEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = write(tmp_path, emu, {}, {CLUSTER: cluster_spec(n_workers=1)})
+
+    assert apply_command(paths, False) == 1
+
+    captured = capsys.readouterr()
+    assert "    create scheduler (initial)" in captured.out
+    assert "Not applied." in captured.out
+    assert "pass --yes" in captured.err
+    assert vm_names(emu) == []
