@@ -478,6 +478,9 @@ async def test_a_drain_holds_back_neither_other_pools_nor_metrics_nor_ready_nor_
     first = DaemonProcess(workdir, config, env, name="first")
     processes.append(await first.start())
     await eventually(lambda: _all_idle(emulator, "pa", "pc"), what="pa and pc built")
+    for pool in ("pa", "pc"):
+        # Requested before its create cycle ends, the refresh would be carried out by that cycle.
+        await first.wait_log(lambda e, p=pool: e.get("event") == "pool.action.done" and e.get("pool") == p)
 
     # Tasks occupy every node of pa for hours of simulated time; a refresh drains it under taskcompletion.
     seconds = TASK_HOURS * 3600
