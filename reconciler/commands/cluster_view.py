@@ -55,7 +55,8 @@ class ClusterView:
                 continue
             if any(plan.observed.error is e for e in errors.values()):
                 continue
-            lines.append(f"cluster {plan.name}: {safe(plan.problem)}")
+            named = plan.problem.startswith(f"cluster {plan.name}:")
+            lines.append(safe(plan.problem) if named else f"cluster {plan.name}: {safe(plan.problem)}")
         return lines
 
     def report(self) -> bool:

@@ -163,7 +163,7 @@ def test_a_cluster_that_cannot_be_planned_exits_1(
     paths = write(tmp_path, emu, {}, {CLUSTER: huge})
     assert plan_command(paths, "text") == 1
     captured = capsys.readouterr()
-    assert f"error: cluster {CLUSTER}: cluster {CLUSTER}: the scheduler's cloud-init is" in captured.err
+    assert f"error: cluster {CLUSTER}: the scheduler's cloud-init is" in captured.err
     assert f"  {CLUSTER}: error" in captured.out
     assert status_command(paths, "text") == 1
 
