@@ -105,7 +105,8 @@ async def test_probes_follow_the_passes_and_stop_returns_zero(emu: Emulator) -> 
         await wait_for(lambda: daemon.ready()[0], "ready after the first pass")
         assert (await get(port, "/readyz"))[0] == 200
         assert (await get(port, "/healthz"))[0] == 200
-        assert "p1" in emu.batch.account(ACCOUNT).pools
+        # Ready follows the first pass, which dispatches the create without waiting for it.
+        await wait_for(lambda: "p1" in emu.batch.account(ACCOUNT).pools, "p1 created")
 
         daemon.scheduler.last_progress -= 10 * daemon.health_window()
         code, text = await get(port, "/healthz")
@@ -168,6 +169,7 @@ async def test_the_watchdog_is_fed_only_while_the_scheduler_progresses(emu: Emul
     running = asyncio.create_task(daemon.run(install_signals=False))
     try:
         await wait_for(lambda: daemon.ready()[0], "ready")
+        await wait_for(lambda: "p1" in emu.batch.account(ACCOUNT).pools, "p1 created")
         await asyncio.sleep(0.1)
         fed = drain()
         assert "WATCHDOG=1" in fed
