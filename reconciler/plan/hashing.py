@@ -1,11 +1,14 @@
 """The spec hash written into a pool at create, so a later pass knows which spec built it.
 
 Field-by-field comparison cannot see what the service never returns (passwords, keys, SAS URLs), and a
-pool does not record which config produced it; the hash closes both gaps. It is the sha256 of
-`Pool.canonical()` serialised with sorted keys and no whitespace, so it is the same in every process and
-on every run. Secrets enter it as their display form, the `${env:..}`/`${keyvault:..}` reference (a
-literal secret as the mask): changing a reference changes the hash, while a new value behind the same
-reference does not — request a refresh for that. The hash never carries a secret value.
+pool does not record which config produced it; the hash closes both gaps. It is the sha256 of the
+pool's comparable form (`comparable_pool`: what Azure would report, service defaults and empty values
+left out) plus the digests of its secrets' references, serialised with sorted keys and no whitespace.
+So two specs that mean the same pool (one spelling out a service default, one leaving it out, as an
+`export` does) hash the same, in every process and on every run. Secrets enter it only as their display
+form, the `${env:..}`/`${keyvault:..}` reference (a literal secret as the mask): changing a reference
+changes the hash, while a new value behind the same reference does not — request a refresh for that.
+The hash never carries a secret value.
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from reconciler.azure.rest import comparable_pool
 from reconciler.spec.pool import Pool
 from reconciler.spec.secrets import Secret
 
 
 def spec_hash(pool: Pool) -> str:
-    """The hex sha256 of the pool's Azure-facing canonical form; the value of `reconciler.spec-hash`."""
-    text = json.dumps(pool.canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    """The hex sha256 of what the pool means to Azure; the value of `reconciler.spec-hash`."""
+    meaning = {"pool": comparable_pool(pool), "secrets": secret_digests(pool)}
+    text = json.dumps(meaning, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

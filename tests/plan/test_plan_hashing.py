@@ -38,6 +38,14 @@ def test_hash_follows_azure_facing_fields_only() -> None:
     assert spec_hash(spec(suspend=True, deletion_protection=True, refresh={"schedule": "0 2 * * *"})) == base
 
 
+def test_specs_that_mean_the_same_pool_hash_the_same() -> None:
+    """A spec spelling out service defaults (as written by hand) and one leaving them out (as exported)."""
+    plain = spec(start_task={"command_line": "x"})
+    spelled = spec(start_task={"command_line": "x", "wait_for_success": True, "max_task_retry_count": 0})
+    assert spec_hash(spelled) == spec_hash(plain)
+    assert spec_hash(spec(start_task={"command_line": "x", "wait_for_success": False})) != spec_hash(plain)
+
+
 def test_hash_sees_the_secret_reference_never_the_value() -> None:
     def with_password(value: str, reference: str | None) -> str:
         secret = Secret(value, reference=reference)
