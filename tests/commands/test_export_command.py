@@ -109,6 +109,8 @@ def test_export_validates_and_plans_in_sync(
 ) -> None:
     legacy_pools(emu)
     create_managed(emu, "ours", Pool.model_validate(pool_yaml()))
+    spelled = {"command_line": "/bin/sh -c true", "wait_for_success": True, "max_task_retry_count": 0}
+    create_managed(emu, "spelled", Pool.model_validate(pool_yaml(start_task=spelled)))
     settle(emu)
     config = write_config(tmp_path / "c.yaml", emu, {})
     exported = tmp_path / "exported.yaml"
@@ -126,7 +128,7 @@ def test_export_validates_and_plans_in_sync(
     ]
 
     data = read_yaml(text)
-    assert set(data["pools"]) == {"etl", "elastic", "with-user", "ours"}
+    assert set(data["pools"]) == {"etl", "elastic", "with-user", "ours", "spelled"}
     etl = data["pools"]["etl"]
     assert etl["account"] == ACCOUNT
     assert (
