@@ -183,7 +183,7 @@ def _convert(annotation: Any, value: Any) -> Any:
         return None
     if _has_secret(annotation):
         return _DROP
-    base = _unwrap(annotation)
+    base = unwrap(annotation)
     if isinstance(base, type) and issubclass(base, BaseModel):
         return _convert_model(base, value) if isinstance(value, Mapping) else value
     origin = get_origin(base)
@@ -197,7 +197,7 @@ def _convert(annotation: Any, value: Any) -> Any:
     return _leaf(annotation, value)
 
 
-def _unwrap(annotation: Any) -> Any:
+def unwrap(annotation: Any) -> Any:
     """The type under Annotated and Optional; a union of several types stays a union (a leaf)."""
     while True:
         origin = get_origin(annotation)
@@ -213,7 +213,7 @@ def _unwrap(annotation: Any) -> Any:
 
 
 def _has_secret(annotation: Any) -> bool:
-    base = _unwrap(annotation)
+    base = unwrap(annotation)
     if base is Secret:
         return True
     origin = get_origin(base)
@@ -251,7 +251,7 @@ def _strip_secrets(model: type[BaseModel], data: Mapping[str, Any]) -> dict[str,
 
 
 def _strip_nested(annotation: Any, value: Any) -> Any:
-    base = _unwrap(annotation)
+    base = unwrap(annotation)
     if isinstance(base, type) and issubclass(base, BaseModel) and isinstance(value, Mapping):
         return _strip_secrets(base, value)
     if get_origin(base) is list and isinstance(value, list):

@@ -27,17 +27,16 @@ import os
 import re
 import sys
 import tempfile
-import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import BaseModel
 from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import LiteralScalarString
 
 from reconciler.azure.clients import AzureClients
-from reconciler.azure.rest import canonical_from_rest, comparable_view, rest_name
+from reconciler.azure.rest import canonical_from_rest, comparable_view, rest_name, unwrap
 from reconciler.commands.common import CLI_CALLER, EXIT_OK, CommandError, load, run
 from reconciler.spec.config import Config
 from reconciler.spec.pool import Pool
@@ -157,7 +156,7 @@ def _add_secrets(
     """Put an `${env:..}` reference where the service holds a secret the views leave out."""
     out = dict(data)
     for field, info in model.model_fields.items():
-        annotation = _unwrap(
+        annotation = unwrap(
             Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
         )
         observed = rest.get(rest_name(field, info))
@@ -175,7 +174,7 @@ def _add_secrets(
             get_origin(annotation) is list and isinstance(observed, list) and isinstance(out.get(field), list)
         ):
             (item,) = get_args(annotation) or (Any,)
-            item = _unwrap(item)
+            item = unwrap(item)
             if _is_model(item) and len(observed) == len(out[field]):
                 out[field] = [
                     _add_secrets(item, d, r, (*name, field, str(i)), env_names)
@@ -188,20 +187,6 @@ def _add_secrets(
 
 def _is_model(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
-
-
-def _unwrap(annotation: Any) -> Any:
-    while True:
-        origin = get_origin(annotation)
-        if origin is Annotated:
-            annotation = get_args(annotation)[0]
-        elif origin in (Union, types.UnionType):
-            members = [a for a in get_args(annotation) if a is not type(None)]
-            if len(members) != 1:
-                return annotation
-            annotation = members[0]
-        else:
-            return annotation
 
 
 def _block(value: Any) -> Any:
