@@ -9,6 +9,10 @@ once the daemon is ready.
 The daemon is the production `Daemon`, unchanged; only its JSON log goes to a file instead of stdout,
 and every line of it is also read back here. The narration is driven by those events (and by a status
 read of Azure after each pass), never by a timetable: whatever the daemon really does is what is told.
+
+The rest of the reconciler is imported inside the functions that use it, not here: importing it takes
+seconds, and a newcomer should see a first line at once and be able to press Ctrl-C at any moment
+without a traceback.
 """
 
 from __future__ import annotations
@@ -29,20 +33,14 @@ from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
-from reconciler.azure import operations
-from reconciler.azure.clients import AzureClients
-from reconciler.azure.observe import observe
-from reconciler.commands.common import EXIT_ERROR, EXIT_OK, CommandError, load
-from reconciler.daemon import logs
-from reconciler.daemon.app import Daemon
-from reconciler.emulator import Emulator
-from reconciler.engine.wait import TIME_SCALE_ENV, Pacing
-from reconciler.plan.actions import PoolState, PoolStatus
-from reconciler.plan.diff import make_plan
-from reconciler.plan.rules import desired_markers
-from reconciler.spec.config import Config
+if TYPE_CHECKING:
+    from reconciler.azure.clients import AzureClients
+    from reconciler.daemon.app import Daemon
+    from reconciler.emulator import Emulator
+    from reconciler.plan.actions import PoolStatus
+    from reconciler.spec.config import Config
 
 DEMO_CONFIG: Final = Path(__file__).resolve().parents[2] / "config" / "demo.yaml"
 URL_ENV: Final = "RECONCILER_DEMO_BATCH_URL"
@@ -145,6 +143,9 @@ async def _seed(emu: Emulator, config: Config, clients: AzureClients) -> _Seeded
     The managed pools are created by the engine's own call with the spec's markers, as an earlier run
     would have; everything done to them afterwards goes through the plain SDK, as a portal would.
     """
+    from reconciler.azure import operations
+    from reconciler.plan.rules import desired_markers
+
     for pool_id in (DRIFTED, BUSY):
         desired = config.pools[pool_id]
         await operations.create_pool(clients, ACCOUNT, pool_id, desired, desired_markers(desired))
@@ -168,6 +169,8 @@ async def _seed(emu: Emulator, config: Config, clients: AzureClients) -> _Seeded
 
 
 def _check_declared(config: Config) -> None:
+    from reconciler.commands.common import CommandError
+
     missing = [p for p in DEMO_POOLS if p not in config.pools or config.pools[p].account != ACCOUNT]
     if ACCOUNT not in config.accounts or missing:
         names = ", ".join(missing) or "none"
@@ -179,9 +182,21 @@ def _check_declared(config: Config) -> None:
 
 async def _statuses(config: Config, clients: AzureClients) -> dict[str, PoolStatus]:
     """How each pool stands now, from the same plan `reconciler status` prints."""
+    from reconciler.azure.observe import observe
+    from reconciler.plan.diff import make_plan
+
     snapshot = await observe(clients)
     plan = make_plan(config, snapshot, now=snapshot.observed_at)
     return {s.pool_id: s for s in plan.statuses}
+
+
+def _state_words(status: PoolStatus) -> str:
+    """`in sync`, and how its nodes are getting there while a resize runs: in sync is about the spec."""
+    words = status.state.value.replace("_", " ")
+    observed = status.observed
+    if status.state.value == "in_sync" and observed is not None and not observed.steady:
+        words += f" (allocation {observed.allocation_state})"
+    return words
 
 
 _PHASE_WORDS: Final = {
@@ -211,16 +226,29 @@ class _Narrator:
     seeded: _Seeded
     started: float = field(default_factory=time.monotonic)
     actions: dict[str, str] = field(default_factory=dict)
-    states: dict[str, PoolState] = field(default_factory=dict)
+    states: dict[str, str] = field(default_factory=dict)
     summary: str = ""
     ready: bool = False
+    refresh_requested: bool = False
     refresh_done: bool = False
     unmanaged_told: bool = False
+    muted: bool = False
     daemon: Daemon | None = None
     _background: set[asyncio.Task[None]] = field(default_factory=set)
+    _polling: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def say(self, text: str) -> None:
-        print(text, file=self.run.out, flush=True)
+        if self.muted:
+            return
+        try:
+            print(text, file=self.run.out, flush=True)
+        except BrokenPipeError:
+            # Whoever read the narration has gone (`| head`): the demo has no one left to show.
+            self.muted = True
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self.run.out.fileno())
+            if self.daemon is not None:
+                self.daemon.stop()
 
     def tell(self, text: str) -> None:
         self.say(f"[{time.monotonic() - self.started:5.1f}s] {text}")
@@ -297,19 +325,20 @@ class _Narrator:
             self.tell(f"{_pad(pool)}{action or 'cycle'} done: {detail}")
 
     def on_action_done(self, pool: str, event: Mapping[str, Any]) -> None:
+        self.start(self.poll_status())
         action = str(event.get("action", ""))
         if action in ("patch", "resize", "enable_autoscale", "disable_autoscale"):
             self.tell(f"{_pad(pool)}drift corrected: {event.get('detail', '')}")
 
     def on_action_unfinished(self, pool: str, event: Mapping[str, Any]) -> None:
+        self.start(self.poll_status())
         action, outcome = event.get("action", ""), event.get("outcome", "")
         self.tell(f"{_pad(pool)}{action} did not finish ({outcome}): {event.get('detail', '')}")
 
     def on_ready(self, _pool: str, event: Mapping[str, Any]) -> None:
         self.tell(f"daemon ready after its first pass: {event.get('status', '')}")
-        if not self.ready:
-            self.ready = True
-            self.start(self.request_refresh())
+        self.ready = True
+        self.start(self.poll_status())
 
     def on_pass(self, _pool: str, event: Mapping[str, Any]) -> None:
         summary = str(event.get("summary", ""))
@@ -347,6 +376,9 @@ class _Narrator:
 
     async def request_refresh(self) -> None:
         """What a refresh schedule, or `reconciler refresh nightly`, writes: a request in the pool."""
+        from reconciler.azure import operations
+        from reconciler.azure.observe import observe
+
         observed = (await observe(self.clients, [ACCOUNT])).pool(ACCOUNT, BUSY)
         if observed is None or not observed.managed:
             self.tell(f"{_pad(BUSY)}not there to refresh")
@@ -361,20 +393,40 @@ class _Narrator:
         )
 
     async def poll_status(self) -> None:
-        statuses = await _statuses(self.config, self.clients)
+        """Status changes told, and the refresh asked for once the other pools are in line.
+
+        The refresh waits for them so that each part of the story is told on its own; it is decided
+        from what Azure shows, whether the daemon acts within its pass or beside it.
+        """
+        from reconciler.plan.actions import PoolState
+
+        async with self._polling:
+            statuses = await _statuses(self.config, self.clients)
+            self.tell_changes(statuses)
+        others = [statuses.get(p) for p in (DRIFTED, MISSING)]
+        settled = all(
+            s is not None and s.state is PoolState.in_sync and s.observed is not None and s.observed.steady
+            for s in others
+        )
+        if self.ready and settled and not self.refresh_requested:
+            self.refresh_requested = True
+            await self.request_refresh()
+
+    def tell_changes(self, statuses: Mapping[str, PoolStatus]) -> None:
         for pool_id, status in sorted(statuses.items()):
             before = self.states.get(pool_id)
-            self.states[pool_id] = status.state
-            if pool_id == UNMANAGED:
-                continue
-            if before is not None and before is not status.state:
-                self.tell(f"{_pad(pool_id)}now {status.state.value.replace('_', ' ')}")
+            now = _state_words(status)
+            self.states[pool_id] = now
+            if pool_id != UNMANAGED and before is not None and before != now:
+                self.tell(f"{_pad(pool_id)}now {now}")
         hand_made = statuses.get(UNMANAGED)
         if hand_made is not None and not self.unmanaged_told:
             self.unmanaged_told = True
             self.tell(f"{_pad(UNMANAGED)}{self.untouched(hand_made)}")
 
     def untouched(self, status: PoolStatus) -> str:
+        from reconciler.plan.actions import PoolState
+
         observed = status.observed
         same = observed is not None and observed.etag == self.seeded.unmanaged_etag
         nodes = observed.target_dedicated_nodes if observed is not None else 0
@@ -444,7 +496,7 @@ def _describe_before(narrator: _Narrator, statuses: Mapping[str, PoolStatus]) ->
     for pool_id in DEMO_POOLS:
         status = statuses.get(pool_id)
         if status is not None:
-            narrator.states[pool_id] = status.state
+            narrator.states[pool_id] = _state_words(status)
             say(f"  {_pad(pool_id)}{status.state.value:<10} {status.detail}")
 
 
@@ -461,12 +513,23 @@ class _Run:
 
 
 async def _demo(run: _Run) -> int:
+    from reconciler.azure.clients import AzureClients
+    from reconciler.commands.common import EXIT_ERROR, CommandError, load
+    from reconciler.daemon import logs
+    from reconciler.emulator import Emulator
+    from reconciler.engine.wait import TIME_SCALE_ENV
+
     key = _emulator_key()
     async with Emulator({ACCOUNT: key}, time_scale=run.time_scale) as emu:
         values = {URL_ENV: emu.batch_url(ACCOUNT), KEY_ENV: key, TIME_SCALE_ENV: f"{run.time_scale:g}"}
         with _environment(values):
-            config = load([run.config_path])
-            _check_declared(config)
+            try:
+                config = load([run.config_path])
+                _check_declared(config)
+            except CommandError as exc:
+                for line in str(exc).splitlines() or ["failed"]:
+                    print(f"error: {line}", file=sys.stderr)
+                return EXIT_ERROR
             env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
             queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
             workdir = Path(tempfile.mkdtemp(prefix="reconciler-demo-"))
@@ -486,7 +549,6 @@ async def _demo(run: _Run) -> int:
 
 async def _introduce(narrator: _Narrator, run: _Run, emu: Emulator, log_path: Path) -> None:
     say = narrator.say
-    say("reconciler demo: the daemon against a local Azure Batch emulator; no Azure account needed.")
     say(f"  emulator: {emu.batch_url(ACCOUNT)} (everything in it: {emu.admin_url}/batch/state)")
     second = narrator.azure_time(1.0)
     say(f"  clock:    {run.time_scale:g}x faster than yours: a second here is {second} in Azure")
@@ -504,11 +566,17 @@ async def _run_daemon(
     narrator: _Narrator,
     queue: asyncio.Queue[dict[str, Any]],
 ) -> int:
+    from reconciler.commands.common import EXIT_ERROR, EXIT_OK
+    from reconciler.daemon.app import Daemon
+    from reconciler.engine.wait import Pacing
+
     loop = asyncio.get_running_loop()
     daemon = Daemon(
         [run.config_path], config, env=env, metrics_port=run.metrics_port, pacing=Pacing.from_env(env)
     )
     narrator.daemon = daemon
+    if narrator.muted:
+        daemon.stop()
     handled: list[signal.Signals] = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, daemon.stop)
@@ -550,29 +618,30 @@ def demo_command(
     *,
     config: Path | None = None,
 ) -> int:
-    """Run the demo; `duration` stops it after that many seconds, else it runs until Ctrl-C (exit 0)."""
+    """Run the demo; `duration` stops it after that many seconds, else it runs until Ctrl-C (exit 0).
+
+    Exit 1 for arguments it cannot use, a config without the demo's pools, or a metrics port in use.
+    """
     config_path = config or DEMO_CONFIG
+    problem = None
     if duration is not None and duration <= 0:
-        print("error: --duration must be a positive number of seconds", file=sys.stderr)
-        return EXIT_ERROR
-    if time_scale <= 0:
-        print("error: --time-scale must be a positive number", file=sys.stderr)
-        return EXIT_ERROR
-    if not config_path.is_file():
-        print(
-            f"error: {config_path} not found: the demo runs from a source checkout (or pass its config)",
-            file=sys.stderr,
-        )
-        return EXIT_ERROR
+        problem = "--duration must be a positive number of seconds"
+    elif time_scale <= 0:
+        problem = "--time-scale must be a positive number"
+    elif not config_path.is_file():
+        problem = f"{config_path} not found: the demo runs from a source checkout (or pass its config)"
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    print(
+        "reconciler demo: the daemon against a local Azure Batch emulator; no Azure account needed.",
+        flush=True,
+    )
     try:
         return asyncio.run(_demo(_Run(config_path, duration, time_scale, metrics_port, sys.stdout)))
-    except CommandError as exc:
-        for line in str(exc).splitlines() or ["failed"]:
-            print(f"error: {line}", file=sys.stderr)
-        return EXIT_ERROR
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
-        return EXIT_OK
+        return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

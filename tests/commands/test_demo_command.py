@@ -277,6 +277,23 @@ async def test_an_edit_of_the_config_while_it_runs_is_reloaded_and_acted_on(
     assert "Traceback" not in demo.stderr
 
 
+async def test_a_reader_that_goes_away_ends_the_demo_cleanly() -> None:
+    """`reconciler demo | head`: nobody is left to show the story to, so the demo ends, exit 0."""
+    command = f"{sys.executable} -c '{ENTRY}' --metrics-port 0 | head -n 2; exit ${{PIPESTATUS[0]}}"
+    process = await asyncio.create_subprocess_exec(
+        "bash", "-c", command, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout=40)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, err.decode()
+    assert out.decode().startswith("reconciler demo: ")
+    assert "Traceback" not in err.decode()
+
+
 async def test_a_metrics_port_in_use_is_one_line_and_exit_1(demos: list[Demo]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
