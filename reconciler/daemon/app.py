@@ -28,7 +28,6 @@ import structlog
 
 from reconciler.azure import operations
 from reconciler.azure.clients import AzureClients
-from reconciler.azure.observe import observe
 from reconciler.azure.operations import OperationFailed
 from reconciler.azure.snapshot import Snapshot
 from reconciler.daemon import logs
@@ -42,10 +41,9 @@ from reconciler.daemon.sdnotify import Notifier
 from reconciler.engine.clusters import ClusterEngine, ClustersPass
 from reconciler.engine.cycle import CycleEvent
 from reconciler.engine.executor import ActionResult
-from reconciler.engine.reconcile import PassResult
+from reconciler.engine.reconcile import observe_and_plan
 from reconciler.engine.wait import Pacing
 from reconciler.plan.actions import Plan, PoolState, PoolStatus
-from reconciler.plan.diff import make_plan
 from reconciler.spec.config import Config
 
 log = structlog.get_logger("reconciler.daemon")
@@ -245,11 +243,10 @@ class Daemon:
         engine = self.engine
         clusters: ClustersPass | None = None
         try:
-            snapshot = await observe(self.clients)
-            moment = datetime.now(UTC)
-            plan = make_plan(config, snapshot, now=moment, backoff_until=engine.backoff.until(moment))
-            for account, error in snapshot.errors.items():
-                log.warning("reconcile.account_unreachable", account=account, error=error.describe())
+            observed = await observe_and_plan(
+                config, self.clients, backoff=engine.backoff, now=datetime.now(UTC)
+            )
+            snapshot, plan = observed.snapshot, observed.plan
             self._statuses = plan.statuses
             dispatched = self._dispatch(engine, plan)
             if config.clusters and not self._stopping:
@@ -265,7 +262,7 @@ class Daemon:
             return
         seconds = time.monotonic() - started
         ok = not snapshot.errors and (clusters is None or clusters.ok)
-        self.metrics.record_pass(PassResult(snapshot, plan), seconds, datetime.now(UTC), ok=ok)
+        self.metrics.record_pass(observed, seconds, datetime.now(UTC), ok=ok)
         self._record_in_flight()
         if clusters is not None:
             self.metrics.record_clusters(clusters)

@@ -16,6 +16,7 @@ import structlog
 from reconciler.azure.clients import AzureClients
 from reconciler.azure.observe import observe
 from reconciler.azure.snapshot import Snapshot
+from reconciler.engine.backoff import RequeueBackoff
 from reconciler.engine.executor import ActionResult, Engine
 from reconciler.plan.actions import Plan
 from reconciler.plan.diff import make_plan
@@ -44,6 +45,20 @@ class PassResult:
         return not self.failures and not self.snapshot.errors
 
 
+async def observe_and_plan(
+    config: Config, clients: AzureClients, *, backoff: RequeueBackoff, now: datetime
+) -> PassResult:
+    """The first half of every pass, shared by `apply` and the daemon so both judge Azure the same way.
+
+    The daemon acts on the plan itself (one task per pool), so acting stays out of here.
+    """
+    snapshot = await observe(clients)
+    plan = make_plan(config, snapshot, now=now, backoff_until=backoff.until(now))
+    for account, error in snapshot.errors.items():
+        log.warning("reconcile.account_unreachable", account=account, error=error.describe())
+    return PassResult(snapshot, plan)
+
+
 async def reconcile_once(
     config: Config,
     clients: AzureClients,
@@ -54,11 +69,8 @@ async def reconcile_once(
 ) -> PassResult:
     """Observe every account once, plan, and (if approved) carry the plan out."""
     engine = engine or Engine(clients)
-    snapshot = await observe(clients)
-    moment = now or datetime.now(UTC)
-    plan = make_plan(config, snapshot, now=moment, backoff_until=engine.backoff.until(moment))
-    for account, error in snapshot.errors.items():
-        log.warning("reconcile.account_unreachable", account=account, error=error.describe())
+    observed = await observe_and_plan(config, clients, backoff=engine.backoff, now=now or datetime.now(UTC))
+    snapshot, plan = observed.snapshot, observed.plan
     if not plan.actions:
         log.info("reconcile.in_sync", held=len(plan.held))
         return PassResult(snapshot, plan)

@@ -9,8 +9,9 @@ from engine_env import ACCOUNT, SCALE, World, pool_spec
 
 from reconciler.azure import markers, operations
 from reconciler.azure.observe import observe
+from reconciler.engine.backoff import RequeueBackoff
 from reconciler.engine.cycle import CycleEvent, Outcome
-from reconciler.engine.reconcile import reconcile_once
+from reconciler.engine.reconcile import observe_and_plan, reconcile_once
 from reconciler.plan.actions import ActionKind
 from reconciler.plan.diff import make_plan
 from reconciler.plan.rules import desired_markers
@@ -87,6 +88,23 @@ async def test_a_create_refused_on_pool_quota_is_held_until_its_backoff_ends_the
         assert [(r.action.kind, r.outcome) for r in retried.results] == [(ActionKind.create, Outcome.DONE)]
         assert engine.backoff.get(ACCOUNT, "late") is None
     assert world.sim_pool("late") is not None
+
+
+async def test_observe_and_plan_reads_azure_once_holds_backed_off_pools_and_changes_nothing(
+    world: World,
+) -> None:
+    world.pools = {name: pool_spec(target_dedicated_nodes=1) for name in ("new", "paused")}
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    backoff = RequeueBackoff()
+    backoff.failed(ACCOUNT, "paused", now, "PoolQuotaReached")
+    world.emu.counters.reset()
+    async with world.clients() as clients:
+        result = await observe_and_plan(world.config(), clients, backoff=backoff, now=now)
+    assert [(a.kind, a.pool_id) for a in result.plan.actions] == [(ActionKind.create, "new")]
+    assert [(h.action.kind, h.action.pool_id) for h in result.plan.held] == [(ActionKind.create, "paused")]
+    assert result.results == ()
+    assert world.emu.counters.total("batch.*") == 2
+    assert world.emu.batch.account(ACCOUNT).pools == {}
 
 
 async def test_a_refused_patch_backs_off_like_any_failed_action(world: World) -> None:
