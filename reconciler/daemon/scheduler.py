@@ -11,7 +11,6 @@ Stamping the nominal time rather than "now" makes a request idempotent: the same
 from __future__ import annotations
 
 import time
-import zoneinfo
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -31,6 +30,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from reconciler.spec.config import Config, RefreshWindow
+from reconciler.spec.cron import cron_trigger
 from reconciler.spec.pool_refresh import RefreshPolicy
 
 log = structlog.get_logger("reconciler.daemon.scheduler")
@@ -52,55 +52,6 @@ _EVENT_NAMES: Final = {
     EVENT_JOB_MISSED: "missed",
     EVENT_JOB_MAX_INSTANCES: "max_instances",
 }
-
-
-_WEEKDAYS: Final = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def _weekday_names(field: str) -> str:
-    """A crontab day-of-week field with numbers (0 or 7 = Sunday) spelled as names.
-
-    APScheduler 3 numbers weekdays from Monday = 0, so `from_crontab("0 2 * * 1-5")` would mean
-    Tuesday to Saturday; names mean the same to both.
-    """
-    names: list[str] = []
-    for item in field.split(","):
-        base, _, step_text = item.partition("/")
-        step = int(step_text) if step_text else 1
-        if base == "*":
-            low, high = 0, 6
-        elif "-" in base:
-            first, _, last = base.partition("-")
-            if not (first.isdigit() and last.isdigit()):
-                names.append(item)
-                continue
-            low, high = int(first), int(last)
-        elif base.isdigit():
-            low = high = int(base)
-            if step_text:
-                high = 6
-        else:
-            names.append(item)
-            continue
-        if base == "*" and not step_text:
-            return "*"
-        names.extend(_WEEKDAYS[day] for day in range(low, high + 1, step) if 0 <= day <= 7)
-    return ",".join(dict.fromkeys(names))
-
-
-def cron_trigger(expression: str, timezone: str = "UTC", jitter: timedelta | None = None) -> CronTrigger:
-    """The APScheduler trigger of a standard 5-field crontab expression, weekdays as cron means them."""
-    minute, hour, day, month, weekday = expression.split()
-    seconds = int(jitter.total_seconds()) if jitter else 0
-    return CronTrigger(
-        minute=minute,
-        hour=hour,
-        day=day,
-        month=month,
-        day_of_week=_weekday_names(weekday),
-        timezone=zoneinfo.ZoneInfo(timezone),
-        jitter=seconds or None,
-    )
 
 
 def fires(trigger: CronTrigger, start: datetime, end: datetime) -> list[datetime]:
@@ -250,10 +201,9 @@ class DaemonScheduler:
         )
         self._policies = {}
         for pool_id, pool in sorted(config.pools.items()):
-            policy = pool.refresh
-            if policy.schedule is None or pool.suspend:
+            trigger = pool.refresh.trigger()
+            if trigger is None or pool.suspend:
                 continue
-            trigger = cron_trigger(policy.schedule, policy.timezone, policy.jitter)
             self._policies[pool_id] = pool.refresh
             missed = self._missed(pool.refresh, now)
             self._scheduler.add_job(

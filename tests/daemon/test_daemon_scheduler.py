@@ -6,16 +6,18 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from reconciler.daemon.scheduler import (
     RECONCILE_JOB,
     REFRESH_PREFIX,
     DaemonScheduler,
     RefreshWindows,
-    cron_trigger,
     last_fire,
     misfire_grace,
 )
 from reconciler.spec.config import Config, RefreshWindow
+from reconciler.spec.cron import cron_trigger
 from reconciler.spec.pool_refresh import RefreshPolicy
 
 IMAGE = {
@@ -93,6 +95,11 @@ def test_weekdays_mean_what_crontab_means() -> None:
     assert next_fire("0 2 * * 2,4") == "Tuesday"
     assert next_fire("0 2 * * mon-fri") == "Monday"
     assert next_fire("0 2 * * *") == "Saturday"
+
+
+def test_a_window_on_a_weekday_crontab_does_not_have_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="outside 0-7"):
+        RefreshWindows([RefreshWindow(start="0 1 * * 8", duration=timedelta(hours=1))])
 
 
 def test_last_fire_reads_the_schedule_in_its_time_zone() -> None:
