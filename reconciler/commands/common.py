@@ -8,18 +8,24 @@ values, and it tells an admin less than the line does.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from reconciler.azure.clients import AzureClients
 from reconciler.azure.errors import ConfigurationError
 from reconciler.azure.observe import observe
 from reconciler.azure.snapshot import Snapshot
+from reconciler.plan.actions import Plan
+from reconciler.plan.diff import make_plan
 from reconciler.spec.config import Config
 from reconciler.spec.errors import ConfigError
 from reconciler.spec.loader import load_config
+
+if TYPE_CHECKING:
+    from reconciler.commands.cluster_view import ClusterView
 
 T = TypeVar("T")
 EXIT_OK: Final = 0
@@ -60,6 +66,20 @@ async def observe_config(
     """One snapshot of the given declared accounts (default: all), clients closed afterwards."""
     async with AzureClients(config, caller=caller) as clients:
         return await observe(clients, accounts)
+
+
+async def plan_now(config_paths: Iterable[Path], output: str) -> tuple[Plan, Snapshot, ClusterView]:
+    """What `plan` and `status` show: the pools' plan and the clusters' view, each observed once."""
+    from reconciler.commands import cluster_view  # it imports this module
+
+    check_output(output)
+    config = load(config_paths)
+    snapshot, clusters = await asyncio.gather(observe_config(config), cluster_view.observe_config(config))
+    return make_plan(config, snapshot, now=snapshot.observed_at), snapshot, clusters
+
+
+def write_json(data: Mapping[str, Any]) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def run(command: Callable[[], Awaitable[int] | int]) -> int:
