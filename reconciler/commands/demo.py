@@ -4,11 +4,11 @@ The emulator runs in this process with a fast simulated clock and the daemon's p
 match (`RECONCILER_TIME_SCALE`), so every duration in `config/demo.yaml` means what it would in Azure.
 Before the daemon starts the emulator is given one pool for each thing the reconciler does: one that
 drifted, one that is missing, one that is not ours, and one busy with tasks whose refresh is requested
-once the daemon is ready.
+once the daemon has brought the others in line.
 
 The daemon is the production `Daemon`, unchanged; only its JSON log goes to a file instead of stdout,
 and every line of it is also read back here. The narration is driven by those events (and by a status
-read of Azure after each pass), never by a timetable: whatever the daemon really does is what is told.
+read of Azure after each pass and action), never by a timetable: what the daemon really does is told.
 
 The rest of the reconciler is imported inside the functions that use it, not here: importing it takes
 seconds, and a newcomer should see a first line at once and be able to press Ctrl-C at any moment
@@ -199,6 +199,12 @@ def _state_words(status: PoolStatus) -> str:
     return words
 
 
+_DRAINS: Final = {
+    "taskcompletion": "running tasks finish first",
+    "retaineddata": "running tasks finish first, their data kept",
+    "requeue": "running tasks stop and go back to the queue",
+    "terminate": "running tasks are stopped",
+}
 _PHASE_WORDS: Final = {
     "disabling_autoscale": "turning autoscale off",
     "waiting_steady": "waiting for a resize in progress to settle",
@@ -213,11 +219,11 @@ _PHASE_WORDS: Final = {
 
 @dataclass
 class _Narrator:
-    """The daemon's events in sentences, as they happen; also asks for the refresh once it is ready.
+    """The daemon's events in sentences, as they happen; it also asks for the refresh.
 
     The events use the engine's vocabulary (actions, phases, outcomes); a newcomer needs to read what
-    happened to which pool and why. Reads of Azure (the refresh request, status after each pass) run
-    off the event path, so a slow read never holds back the lines after it.
+    happened to which pool and why. Reads of Azure (the status after a pass or an action, the refresh
+    request) run off the event path, so a slow read never holds back the lines after it.
     """
 
     run: _Run
@@ -300,11 +306,9 @@ class _Narrator:
                 self.tell(f"{_pad(pool)}{_PHASE_WORDS.get(phase, phase)}")
             return
         words = _PHASE_WORDS.get(phase, phase)
-        if phase == "draining":
-            option = (
-                self.config.pools[pool].refresh.node_deallocation_option if pool in self.config.pools else ""
-            )
-            words = f"resized to 0 nodes with {option}: running tasks finish first"
+        if phase == "draining" and pool in self.config.pools:
+            option = self.config.pools[pool].refresh.node_deallocation_option
+            words = f"resized to 0 nodes with {option}: {_DRAINS.get(option, 'nodes leave')}"
         self.tell(f"{_pad(pool)}refresh phase: {phase} ({words})")
 
     def on_outcome(self, pool: str, outcome: str, event: Mapping[str, Any]) -> None:
