@@ -9,6 +9,7 @@ filter covers all of them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -149,7 +150,7 @@ def configure(
         foreign_pre_chain=_shared_processors(),
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
     )
-    handler = _Handler(out)
+    handler = _Handler(stream)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _Handler)]:
@@ -177,10 +178,32 @@ def _plain_traceback(sio: Any, exc_info: Any) -> None:
 
 
 class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Marks the handler as ours, so a second `configure` replaces it and leaves others alone."""
+    """Writes to the stream it was given, or else to whatever `sys.stdout` is when the line is written.
+
+    Binding stdout once, at configure time, would send every later line into a stream its owner has
+    since replaced or closed (a test's capture, a redirect), and lose them without a word. It is also
+    the handler `configure` recognises as its own, so a second call replaces it and leaves others alone.
+    """
+
+    def __init__(self, stream: IO[str] | None) -> None:
+        super().__init__(stream if stream is not None else sys.stdout)
+        self._fixed = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._fixed is None:
+            self.stream = sys.stdout
+        super().emit(record)
 
     def handleError(self, record: logging.LogRecord) -> None:
-        """A broken pipe (the reader went away) must not take the daemon down with it."""
+        """A line that cannot be written is said on stderr, once per line, never raised.
+
+        Raising would take the daemon down with its reader (a broken pipe); saying nothing would hide
+        that the log has gone dark.
+        """
+        error = sys.exc_info()[1]
+        reason = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
+        with contextlib.suppress(Exception):
+            print(f"reconciler: a log line was not written ({reason})", file=sys.stderr, flush=True)
 
 
 def bind_run(run_id: str) -> Any:

@@ -159,3 +159,32 @@ def test_configuring_twice_replaces_the_handler() -> None:
     finally:
         logging.getLogger().removeHandler(second)
         structlog.reset_defaults()
+
+
+def test_lines_follow_stdout_when_it_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stdout", first)
+    handler = logs.configure("info", "json")
+    try:
+        structlog.get_logger("t").info("before")
+        monkeypatch.setattr("sys.stdout", second)
+        structlog.get_logger("t").info("after")
+    finally:
+        logging.getLogger().removeHandler(handler)
+        structlog.reset_defaults()
+    assert [e["event"] for e in lines(first)] == ["before"]
+    assert [e["event"] for e in lines(second)] == ["after"]
+
+
+def test_a_line_that_cannot_be_written_is_said_on_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    closed, err = io.StringIO(), io.StringIO()
+    closed.close()
+    monkeypatch.setattr("sys.stdout", closed)
+    monkeypatch.setattr("sys.stderr", err)
+    handler = logs.configure("info", "json")
+    try:
+        structlog.get_logger("t").info("lost")
+    finally:
+        logging.getLogger().removeHandler(handler)
+        structlog.reset_defaults()
+    assert err.getvalue().startswith("reconciler: a log line was not written (ValueError: I/O operation")
