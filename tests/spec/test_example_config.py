@@ -1,4 +1,4 @@
-"""The shipped example must stay a valid config: README and `make demo` point people at it."""
+"""The shipped example must stay a valid config: the README points people at it."""
 
 from __future__ import annotations
 
