@@ -28,6 +28,10 @@ from azure.batch.aio import BatchClient
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.rest import HttpRequest
 
+# The pool body the emulator tests create, so that the benchmark measures the same requests.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "emulator"))
+from emulator_env import new_pool
+
 BASELINE_SERVER = """
 import sys
 from aiohttp import web
@@ -42,17 +46,8 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print
 
 
 def pool_options(pool_id: str) -> models.BatchPoolCreateOptions:
-    return models.BatchPoolCreateOptions(
-        id=pool_id,
-        vm_size="standard_d2s_v3",
-        virtual_machine_configuration=models.VirtualMachineConfiguration(
-            image_reference=models.BatchVmImageReference(
-                publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"
-            ),
-            node_agent_sku_id="batch.node.ubuntu 22.04",
-        ),
-        target_dedicated_nodes=0,
-        metadata=[models.BatchMetadataItem(name="reconciler.managed-by", value="benchmark")],
+    return new_pool(
+        pool_id, metadata=[models.BatchMetadataItem(name="reconciler.managed-by", value="benchmark")]
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from azure.batch import models
 from azure.core.exceptions import HttpResponseError
+from emulator_env import new_pool
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -483,17 +484,7 @@ FIVE_MINUTES = timedelta(minutes=5)
 
 
 async def _pool_with_waiting_tasks(client: Any, pool_id: str, tasks: int) -> None:
-    image = models.BatchVmImageReference(
-        publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"
-    )
-    vm = models.VirtualMachineConfiguration(
-        image_reference=image, node_agent_sku_id="batch.node.ubuntu 22.04"
-    )
-    await client.create_pool(
-        models.BatchPoolCreateOptions(
-            id=pool_id, vm_size="standard_d2s_v3", virtual_machine_configuration=vm, target_dedicated_nodes=0
-        )
-    )
+    await client.create_pool(new_pool(pool_id))
     await client.create_job(
         models.BatchJobCreateOptions(id=f"{pool_id}-job", pool_info=models.BatchPoolInfo(pool_id=pool_id))
     )

@@ -8,26 +8,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from azure.batch import models
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+from emulator_env import new_pool
 
 from reconciler.emulator import Emulator
 from reconciler.emulator.counters import RESET_STATUS, caller_of
 from reconciler.emulator.faults import FaultInjector, FaultRule
-
-
-def pool(pool_id: str) -> models.BatchPoolCreateOptions:
-    return models.BatchPoolCreateOptions(
-        id=pool_id,
-        vm_size="standard_d2s_v3",
-        virtual_machine_configuration=models.VirtualMachineConfiguration(
-            image_reference=models.BatchVmImageReference(
-                publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"
-            ),
-            node_agent_sku_id="batch.node.ubuntu 22.04",
-        ),
-        target_dedicated_nodes=0,
-    )
 
 
 async def test_429_with_retry_after_is_honoured_then_succeeds(
@@ -45,7 +31,7 @@ async def test_429_with_retry_after_is_honoured_then_succeeds(
 
 
 async def test_one_shot_409_pool_being_resized(emulator: Emulator, batch_client: Any) -> None:
-    await batch_client.create_pool(pool("p1"))
+    await batch_client.create_pool(new_pool("p1"))
     emulator.faults.add(
         operation="batch.Pools_DeletePool", status=409, code="PoolBeingResized", count=1, match={"pool": "p1"}
     )
@@ -59,8 +45,8 @@ async def test_one_shot_409_pool_being_resized(emulator: Emulator, batch_client:
 
 
 async def test_match_limits_a_fault_to_one_pool(emulator: Emulator, batch_client: Any) -> None:
-    await batch_client.create_pool(pool("p1"))
-    await batch_client.create_pool(pool("p2"))
+    await batch_client.create_pool(new_pool("p1"))
+    await batch_client.create_pool(new_pool("p2"))
     emulator.faults.add(operation="batch.Pools_GetPool", status=500, code="Boom", match={"pool": "p1"})
     assert (await batch_client.get_pool("p2")).id == "p2"
     with pytest.raises(HttpResponseError) as raised:
@@ -149,7 +135,7 @@ async def test_counters_count_per_operation_and_caller(emulator: Emulator) -> No
     ):
         for _ in range(3):
             [p async for p in daemon_a.list_pools()]
-        await daemon_b.create_pool(pool("p1"))
+        await daemon_b.create_pool(new_pool("p1"))
         assert (await daemon_b.get_pool("p1")).id == "p1"
     counters = emulator.counters
     assert counters.total(operation="batch.Pools_ListPools", caller="daemon-a") == 3
@@ -195,7 +181,7 @@ async def test_counters_count_per_account() -> None:
     async with Emulator({"east": None, "west": None}) as emu:
         async with emu.batch_client("east") as east, emu.batch_client("west") as west:
             [p async for p in east.list_pools()]
-            await west.create_pool(pool("w1"))
+            await west.create_pool(new_pool("w1"))
             [p async for p in west.list_pools()]
         assert emu.counters.total(account="east") == 1
         assert emu.counters.total(operation="batch.Pools_*", account="west") == 2

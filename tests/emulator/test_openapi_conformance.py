@@ -19,6 +19,7 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
+from emulator_env import new_pool
 from openapi import BATCH_SPEC, BatchOpenApi, OpenApiValidationPolicy
 
 from reconciler.emulator import Emulator, ThreadedEmulator
@@ -184,10 +185,6 @@ def test_malformed_headers_and_bodies_fail(spec: BatchOpenApi) -> None:
 
 # ---- the emulator, through the real aio SDK client, with the policy in its pipeline ----
 
-IMAGE = models.BatchVmImageReference(
-    publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"
-)
-VM = models.VirtualMachineConfiguration(image_reference=IMAGE, node_agent_sku_id="batch.node.ubuntu 22.04")
 SETTLE = 20 * 60  # simulated seconds: enough for allocation, resizes and deletes to finish
 
 
@@ -201,16 +198,6 @@ async def validated(emulator: Emulator) -> AsyncIterator[tuple[Any, OpenApiValid
 
 async def collect(pages: AsyncIterable[Any]) -> list[Any]:
     return [item async for item in pages]
-
-
-def new_pool(pool_id: str, dedicated: int = 0, **extra: Any) -> models.BatchPoolCreateOptions:
-    return models.BatchPoolCreateOptions(
-        id=pool_id,
-        vm_size="standard_d2s_v3",
-        virtual_machine_configuration=VM,
-        target_dedicated_nodes=dedicated,
-        **extra,
-    )
 
 
 async def test_every_served_operation_conforms(

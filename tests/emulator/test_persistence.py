@@ -8,30 +8,17 @@ from pathlib import Path
 
 import pytest
 from azure.batch import models
+from emulator_env import new_pool
 
 from reconciler.emulator import Emulator
 from reconciler.emulator.persistence import STATE_VERSION, StateFileError, read_state, write_atomic
-
-
-def pool(pool_id: str) -> models.BatchPoolCreateOptions:
-    return models.BatchPoolCreateOptions(
-        id=pool_id,
-        vm_size="standard_d2s_v3",
-        virtual_machine_configuration=models.VirtualMachineConfiguration(
-            image_reference=models.BatchVmImageReference(
-                publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"
-            ),
-            node_agent_sku_id="batch.node.ubuntu 22.04",
-        ),
-        target_dedicated_nodes=0,
-    )
 
 
 async def test_pools_survive_a_restart(tmp_path: Path) -> None:
     state_file = tmp_path / "state.json"
     async with Emulator(state_file=state_file) as first:
         async with first.batch_client() as client:
-            await client.create_pool(pool("kept"))
+            await client.create_pool(new_pool("kept"))
         first.clock.advance(3600)
         elapsed = first.clock.monotonic()
     document = json.loads(state_file.read_text())
@@ -49,7 +36,7 @@ async def test_autoscale_sample_history_survives_a_restart(tmp_path: Path) -> No
     state_file = tmp_path / "state.json"
     async with Emulator(state_file=state_file) as first:
         async with first.batch_client() as client:
-            await client.create_pool(pool("sampled"))
+            await client.create_pool(new_pool("sampled"))
             job = models.BatchJobCreateOptions(
                 id="waiting", pool_info=models.BatchPoolInfo(pool_id="sampled")
             )
@@ -74,7 +61,7 @@ async def test_state_is_saved_on_demand_without_stopping(tmp_path: Path) -> None
     state_file = tmp_path / "state.json"
     async with Emulator(state_file=state_file) as emu:
         async with emu.batch_client() as client:
-            await client.create_pool(pool("early"))
+            await client.create_pool(new_pool("early"))
         await emu.save_state()
         saved = read_state(state_file)
         assert saved is not None
@@ -113,7 +100,7 @@ async def test_state_is_also_saved_periodically(tmp_path: Path) -> None:
     state_file = tmp_path / "state.json"
     async with Emulator(state_file=state_file, save_interval=0.05) as emu:
         async with emu.batch_client() as client:
-            await client.create_pool(pool("periodic"))
+            await client.create_pool(new_pool("periodic"))
         for _ in range(200):  # waits on a real background writer, not on simulated time
             saved = read_state(state_file)
             if saved is not None and "periodic" in json.dumps(saved.parts):
