@@ -1,6 +1,6 @@
 """Fixtures for cluster tests: a fast emulator with the network in place, and clients on it.
 
-- `emu`: an emulator at `FAST` time scale; `network`/`compute`: its aio SDK clients (no poll delay).
+- `emu`: an emulator at `FAST` time scale; `network`/`compute` (tests/conftest.py) are its SDK clients.
 - `subnet_id`: the `workers` subnet of a vnet and NSG created through the network SDK.
 - `recorder`: a pipeline policy keeping every VM PUT body the reconciler sends.
 - `make_clients(config)`: `AzureClients` over a config, with `recorder` in their pipeline.
@@ -26,16 +26,6 @@ from reconciler.spec.config import Config
 async def emu() -> AsyncIterator[Emulator]:
     async with Emulator(time_scale=FAST) as emulator:
         yield emulator
-
-
-@pytest.fixture
-def network(emu: Emulator) -> Any:
-    return emu.network_client(polling_interval=0)
-
-
-@pytest.fixture
-def compute(emu: Emulator) -> Any:
-    return emu.compute_client(polling_interval=0)
 
 
 @pytest.fixture

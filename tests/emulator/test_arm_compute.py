@@ -27,16 +27,6 @@ async def emu() -> AsyncIterator[Emulator]:
         yield emulator
 
 
-@pytest.fixture
-async def network(emu: Emulator) -> Any:
-    return emu.network_client(polling_interval=0)
-
-
-@pytest.fixture
-async def compute(emu: Emulator) -> Any:
-    return emu.compute_client(polling_interval=0)
-
-
 def nid(emu: Emulator, kind: str, name: str) -> str:
     return f"/subscriptions/{emu.ctx.subscription_id}/resourceGroups/{RG}/providers/{kind}/{name}"
 

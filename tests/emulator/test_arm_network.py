@@ -22,16 +22,6 @@ async def emu() -> AsyncIterator[Emulator]:
         yield emulator
 
 
-@pytest.fixture
-def network(emu: Emulator) -> Any:
-    return emu.network_client(polling_interval=0)
-
-
-@pytest.fixture
-def compute(emu: Emulator) -> Any:
-    return emu.compute_client(polling_interval=0)
-
-
 def example(emu: Emulator, name: str) -> dict[str, Any]:
     """An example with its placeholder subscription replaced by the emulator's."""
     text = (EXAMPLES / name).read_text()
