@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from azure.batch import models
+from pool_spec_env import pool_dict
 from ruamel.yaml import YAML
 
 from reconciler.emulator import ThreadedEmulator
@@ -18,25 +19,9 @@ from reconciler.spec.pool import Pool
 
 ACCOUNT = "demo"
 
-IMAGE: dict[str, Any] = {
-    "image_reference": {
-        "publisher": "canonical",
-        "offer": "0001-com-ubuntu-server-jammy",
-        "sku": "22_04-lts",
-        "version": "latest",
-    },
-    "node_agent_sku_id": "batch.node.ubuntu 22.04",
-}
-
 
 def pool_yaml(**overrides: Any) -> dict[str, Any]:
-    return {
-        "account": ACCOUNT,
-        "vm_size": "standard_d2s_v3",
-        "virtual_machine_configuration": IMAGE,
-        "target_dedicated_nodes": 1,
-        **overrides,
-    }
+    return pool_dict(ACCOUNT, **overrides)
 
 
 def account_yaml(emu: ThreadedEmulator, account: str = ACCOUNT, key: str | None = None) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from pool_commands_env import (
     ACCOUNT,
-    IMAGE,
     account_yaml,
     create_managed,
     create_raw,
@@ -211,7 +210,7 @@ def test_exported_pools_are_adopted_by_apply_and_can_then_be_refreshed(
 
 
 def test_export_to_stdout(tmp_path: Path, emu: ThreadedEmulator, capsys: pytest.CaptureFixture[str]) -> None:
-    create_raw(emu, Pool.model_validate(pool_yaml(virtual_machine_configuration=IMAGE)).to_batch_json("one"))
+    create_raw(emu, Pool.model_validate(pool_yaml()).to_batch_json("one"))
     config = write_config(tmp_path / "c.yaml", emu, {})
     assert export_command([config], ACCOUNT, None) == 0
     out = capsys.readouterr().out

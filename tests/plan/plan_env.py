@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
+from pool_spec_env import pool_dict
+
 from reconciler.azure.errors import AzureError, ErrorKind
 from reconciler.azure.rest import comparable_pool
 from reconciler.azure.snapshot import AccountSnapshot, NodeCounts, ObservedPool, ResizeError, Snapshot
@@ -23,20 +25,7 @@ ACCOUNT = "demo"
 NOW = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
 CREATED = NOW - timedelta(days=1)
 
-BASE: dict[str, Any] = {
-    "account": ACCOUNT,
-    "vm_size": "standard_d2s_v3",
-    "virtual_machine_configuration": {
-        "image_reference": {
-            "publisher": "canonical",
-            "offer": "0001-com-ubuntu-server-jammy",
-            "sku": "22_04-lts",
-            "version": "latest",
-        },
-        "node_agent_sku_id": "batch.node.ubuntu 22.04",
-    },
-    "target_dedicated_nodes": 2,
-}
+BASE: dict[str, Any] = pool_dict(ACCOUNT, target_dedicated_nodes=2)
 
 
 def spec(**overrides: Any) -> Pool:

@@ -25,7 +25,7 @@ def test_hash_is_stable_across_processes() -> None:
         capture_output=True,
         text=True,
         check=True,
-        env={"PYTHONHASHSEED": "123", "PATH": ""},
+        env={"PYTHONHASHSEED": "123", "PATH": "", "PYTHONPATH": str(HERE.parent)},  # for pool_spec_env
     )
     assert run.stdout.strip() == spec_hash(spec())
     assert len(spec_hash(spec())) == 64

@@ -11,6 +11,7 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pool_spec_env import pool_dict
 from pydantic import ValidationError
 
 from reconciler.spec.account import (
@@ -34,22 +35,7 @@ PROD_URL = "https://prodbatch.japaneast.batch.azure.com"
 
 
 def pool(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "account": "prod",
-        "vm_size": "standard_d2s_v3",
-        "virtual_machine_configuration": {
-            "image_reference": {
-                "publisher": "canonical",
-                "offer": "0001-com-ubuntu-server-jammy",
-                "sku": "22_04-lts",
-                "version": "latest",
-            },
-            "node_agent_sku_id": "batch.node.ubuntu 22.04",
-        },
-        "target_dedicated_nodes": 1,
-    }
-    body.update(overrides)
-    return body
+    return pool_dict("prod", **overrides)
 
 
 def contract_example() -> dict[str, Any]:
