@@ -1,7 +1,8 @@
 """`reconciler demo`: the daemon against a local Azure, narrated, so a newcomer sees it work in a minute.
 
 The emulator runs in this process with a fast simulated clock and the daemon's pacing compressed to
-match (`RECONCILER_TIME_SCALE`), so every duration in `config/demo.yaml` means what it would in Azure.
+match (`RECONCILER_TIME_SCALE`), so every duration in `demo.yaml` (package data beside this module)
+means what it would in Azure.
 Before the daemon starts the emulator is given one pool for each thing the reconciler does: one that
 drifted, one that is missing, one that is not ours, and one busy with tasks whose refresh is requested
 once the daemon has brought the others in line.
@@ -32,6 +33,7 @@ import time
 from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
@@ -42,7 +44,8 @@ if TYPE_CHECKING:
     from reconciler.plan.actions import PoolStatus
     from reconciler.spec.config import Config
 
-DEMO_CONFIG: Final = Path(__file__).resolve().parents[2] / "config" / "demo.yaml"
+DEMO_CONFIG: Final = Path(str(resources.files("reconciler.commands") / "demo.yaml"))
+"""Package data, so that an installed wheel (the Docker image) has it as a checkout does."""
 URL_ENV: Final = "RECONCILER_DEMO_BATCH_URL"
 KEY_ENV: Final = "RECONCILER_DEMO_BATCH_KEY"
 ACCOUNT: Final = "demo"
@@ -124,7 +127,7 @@ def _pad(pool_id: str) -> str:
 
 
 def _shown(path: Path) -> Path:
-    """As the user would type it from here: `config/demo.yaml` when run from the checkout."""
+    """As the user would type it from here: `reconciler/commands/demo.yaml` when run from the checkout."""
     try:
         return path.resolve().relative_to(Path.cwd())
     except ValueError:
@@ -633,7 +636,7 @@ def demo_command(
     elif time_scale <= 0:
         problem = "--time-scale must be a positive number"
     elif not config_path.is_file():
-        problem = f"{config_path} not found: the demo runs from a source checkout (or pass its config)"
+        problem = f"{config_path} not found"
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 1

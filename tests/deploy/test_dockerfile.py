@@ -224,3 +224,23 @@ def test_wheel_carries_no_compiled_code_of_ours(image_venv: Path) -> None:
     site = next((image_venv / "lib").glob("python3*/site-packages"))
     (record,) = site.glob("azure_reconciler-*.dist-info/WHEEL")
     assert "Root-Is-Purelib: true" in record.read_text()
+
+
+def test_the_installed_wheel_runs_the_demo_on_its_own_config(image_venv: Path, tmp_path: Path) -> None:
+    """`reconciler demo` finds `demo.yaml` as package data, with no checkout near (as in the image)."""
+    code = "from reconciler.commands.demo import DEMO_CONFIG; print(DEMO_CONFIG)"
+    found = subprocess.run(
+        [str(image_venv / "bin" / "python"), "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    config = Path(found.stdout.strip())
+    assert image_venv in config.parents
+    assert config.read_text() == (ROOT / "reconciler" / "commands" / "demo.yaml").read_text()
+    result = entrypoint(image_venv, "demo", "--duration", "2", "--metrics-port", "0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("reconciler demo:")
+    assert "daemon stopped" in result.stdout
