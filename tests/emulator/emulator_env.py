@@ -1,4 +1,4 @@
-"""The pool body that tests (and the throughput benchmark) create in the emulator through the real SDK.
+"""Shared by emulator tests: the pool they (and the throughput benchmark) create, what a body lacks.
 
 Imported by name, as `emulator_env`, so unlike `conftest` it cannot collide with another folder's helper.
 """
@@ -24,3 +24,24 @@ def new_pool(pool_id: str, dedicated: int = 0, **extra: Any) -> models.BatchPool
         target_dedicated_nodes=dedicated,
         **extra,
     )
+
+
+def missing_fields(expected: Any, actual: Any, path: str = "") -> list[str]:
+    """Paths present in `expected` but absent from `actual` (values may differ)."""
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict):
+            return [path or "/"]
+        missing = []
+        for key, value in expected.items():
+            if key not in actual:
+                missing.append(f"{path}/{key}")
+            else:
+                missing += missing_fields(value, actual[key], f"{path}/{key}")
+        return missing
+    if isinstance(expected, list) and isinstance(actual, list):
+        return [
+            m
+            for i, (e, a) in enumerate(zip(expected, actual, strict=False))
+            for m in missing_fields(e, a, f"{path}[{i}]")
+        ]
+    return []

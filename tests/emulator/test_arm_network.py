@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from azure.core.exceptions import HttpResponseError
+from emulator_env import missing_fields
 
 from reconciler.emulator import Emulator
 
@@ -32,24 +33,6 @@ def example(emu: Emulator, name: str) -> dict[str, Any]:
         text = text.replace(placeholder, replacement)
     text = text.replace("{existing-nic-name}", "existing-nic")
     return dict(json.loads(text))
-
-
-def missing_fields(expected: Any, actual: Any, path: str = "") -> list[str]:
-    if isinstance(expected, dict):
-        if not isinstance(actual, dict):
-            return [path or "/"]
-        missing = []
-        for key, value in expected.items():
-            missing += (
-                [f"{path}/{key}"]
-                if key not in actual
-                else missing_fields(value, actual[key], f"{path}/{key}")
-            )
-        return missing
-    if isinstance(expected, list) and isinstance(actual, list):
-        pairs = zip(expected, actual, strict=False)
-        return [m for i, (e, a) in enumerate(pairs) for m in missing_fields(e, a, f"{path}[{i}]")]
-    return []
 
 
 def code(error: HttpResponseError) -> str | None:

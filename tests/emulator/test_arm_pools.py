@@ -13,6 +13,7 @@ from azure.batch.models import BatchPoolCreateOptions, BatchPoolResizeOptions, V
 from azure.batch.models import BatchVmImageReference as ImageReference
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from emulator_env import missing_fields
 
 from reconciler.emulator import Emulator
 from reconciler.emulator.arm.pool_convert import ARM_READ_ONLY
@@ -73,27 +74,6 @@ def pool_body(emu: Emulator, dedicated: int = 2) -> dict[str, Any]:
             "metadata": [{"name": "reconciler.managed-by", "value": "test"}],
         },
     }
-
-
-def missing_fields(expected: Any, actual: Any, path: str = "") -> list[str]:
-    """Paths present in `expected` but absent from `actual` (values may differ)."""
-    if isinstance(expected, dict):
-        if not isinstance(actual, dict):
-            return [path or "/"]
-        missing = []
-        for key, value in expected.items():
-            if key not in actual:
-                missing.append(f"{path}/{key}")
-            else:
-                missing += missing_fields(value, actual[key], f"{path}/{key}")
-        return missing
-    if isinstance(expected, list) and isinstance(actual, list):
-        return [
-            m
-            for i, (e, a) in enumerate(zip(expected, actual, strict=False))
-            for m in missing_fields(e, a, f"{path}[{i}]")
-        ]
-    return []
 
 
 async def test_pool_created_through_arm_is_visible_and_resizable_through_the_data_plane(
