@@ -1,14 +1,15 @@
 """`Daemon`: the scheduler, the engine, reload, the HTTP listener and systemd, wired into one process.
 
 What the daemon keeps in memory is only what a restart may lose: the current config, the clients, the
-engine's requeue backoff and the pools' running tasks. Everything a pass decides is re-derived from
-Azure, so stopping is simple: no new actions, waits end at the next step boundary, and whatever was half
-done is finished by the next process from what Azure shows.
+engine's requeue backoff and the pools' and clusters' running tasks. Everything a pass decides is
+re-derived from Azure, so stopping is simple: no new actions, waits end at the next step boundary, and
+whatever was half done is finished by the next process from what Azure shows.
 
-A pass observes, plans and dispatches; it does not wait for what it dispatched. A drain may take hours,
-and a pass that waited for it would leave every other pool unreconciled, /metrics and STATUS= stale and,
-on a fresh start, READY=1 unsent for as long. Each pool's actions run as a task of their own
-(`Dispatcher`), their results are recorded when they end, and the pass after that looks at the outcome.
+A pass observes, plans and dispatches; it does not wait for what it dispatched. A drain may take hours
+and a cluster's VM creates up to their deadline; a pass that waited for either would leave every other
+pool unreconciled, /metrics and STATUS= stale and, on a fresh start, READY=1 unsent for as long. Each
+pool's actions and each cluster's plan run as a task of their own (`Dispatcher`), their results are
+recorded when they end, and the pass after that looks at the outcome.
 """
 
 from __future__ import annotations
@@ -31,19 +32,20 @@ from reconciler.azure.clients import AzureClients
 from reconciler.azure.operations import OperationFailed
 from reconciler.azure.snapshot import Snapshot
 from reconciler.daemon import logs
-from reconciler.daemon.dispatch import Dispatch, Dispatcher, InFlight
+from reconciler.daemon.dispatch import ClusterFlight, Dispatch, Dispatcher, InFlight
 from reconciler.daemon.engine import DaemonEngine, ShutdownRequested, finished
 from reconciler.daemon.http import Listener, start_listener
 from reconciler.daemon.metrics import IDLE_PHASE, Metrics
 from reconciler.daemon.reload import WATCH_INTERVAL, Reloader
 from reconciler.daemon.scheduler import DaemonScheduler
 from reconciler.daemon.sdnotify import Notifier
-from reconciler.engine.clusters import ClusterEngine, ClustersPass
+from reconciler.engine.clusters import ClusterEngine, ClusterResult, ClustersPass, prunable
 from reconciler.engine.cycle import CycleEvent
 from reconciler.engine.executor import ActionResult
 from reconciler.engine.reconcile import observe_and_plan
 from reconciler.engine.wait import Pacing
 from reconciler.plan.actions import Plan, PoolState, PoolStatus
+from reconciler.plan.clusters import ClusterPlan, ClusterState
 from reconciler.spec.config import Config
 
 log = structlog.get_logger("reconciler.daemon")
@@ -125,7 +127,7 @@ class Daemon:
         self._pass_started = 0.0
         self._look_soon = False
         self._wake_handle: asyncio.TimerHandle | None = None
-        self.dispatcher = Dispatcher(self._on_finished)
+        self.dispatcher = Dispatcher(self._on_finished, self._on_cluster_finished)
         self.listener: Listener | None = None
         self.scheduler = DaemonScheduler(
             self._tick,
@@ -188,8 +190,8 @@ class Daemon:
 
     @property
     def busy(self) -> bool:
-        """A pass, a refresh request or a pool's dispatched actions are running."""
-        return bool(self._passes) or bool(self.dispatcher.flights())
+        """A pass, a refresh request, or a pool's or cluster's dispatched work is running."""
+        return bool(self._passes) or bool(self.dispatcher.tasks())
 
     # --- probes ----------------------------------------------------------------------------------
 
@@ -242,6 +244,7 @@ class Daemon:
         config = self.config
         engine = self.engine
         clusters: ClustersPass | None = None
+        clusters_started: tuple[ClusterPlan, ...] = ()
         try:
             observed = await observe_and_plan(
                 config, self.clients, backoff=engine.backoff, now=datetime.now(UTC)
@@ -250,7 +253,8 @@ class Daemon:
             self._statuses = plan.statuses
             dispatched = self._dispatch(engine, plan)
             if config.clusters and not self._stopping:
-                clusters = await self.cluster_engine.reconcile(config)
+                clusters = await self.cluster_engine.plan(config)
+                clusters_started = self._dispatch_clusters(clusters, config)
         except ShutdownRequested:
             self.metrics.record_failed_pass(time.monotonic() - started, "interrupted")
             log.info("reconcile.interrupted", reason="stopping")
@@ -275,6 +279,8 @@ class Daemon:
             in_flight=len(self.dispatcher.flights()),
             busy=len(dispatched.busy),
             clusters=len(clusters.plans) if clusters is not None else 0,
+            clusters_started=len(clusters_started),
+            clusters_in_flight=len(self.dispatcher.clusters()),
             summary=summary(self._statuses),
         )
         self._after_first_pass()
@@ -303,6 +309,52 @@ class Daemon:
         for account, pool_id in sorted({(a.account, a.pool_id) for a in busy}):
             log.debug("pool.action.in_flight", pool=pool_id, account=account)
         return Dispatch(dispatched.started, busy)
+
+    def _dispatch_clusters(self, clusters: ClustersPass, config: Config) -> tuple[ClusterPlan, ...]:
+        """Hand each cluster's plan to a task of its own, except clusters whose task still runs.
+
+        Prunes already running count against `safety.max_deletions_per_run`, so tasks outliving a pass
+        never prune more clusters at once than one pass may.
+        """
+        if self._stopping:
+            return ()
+        free = [p for p in clusters.plans if p.steps and not self.dispatcher.cluster_busy(p.name)]
+        pruning = sum(1 for f in self.dispatcher.clusters() if f.plan.state is ClusterState.pruning)
+        allowed = prunable(free, config.safety.max_deletions_per_run - pruning)
+        for plan in free:
+            if plan.state is ClusterState.pruning and plan.name not in allowed:
+                log.info(
+                    "cluster.prune.held", cluster=plan.name, reason="safety.max_deletions_per_run reached"
+                )
+        ready = [p for p in free if p.state is not ClusterState.pruning or p.name in allowed]
+        started = self.dispatcher.dispatch_clusters(self.cluster_engine, ready)
+        if started:
+            log.info(
+                "cluster.acting",
+                clusters=sorted(p.name for p in started),
+                in_flight=len(self.dispatcher.clusters()),
+            )
+        return started
+
+    def _on_cluster_finished(self, flight: ClusterFlight, result: ClusterResult | None) -> None:
+        """A cluster's task ended: its counts recorded, and the next pass brought forward to look.
+
+        A plan stopped by shutdown (None) is left out: the next process finishes it.
+        """
+        self.scheduler.mark_progress()
+        if result is not None:
+            self.metrics.record_cluster_results((result,))
+            log.info(
+                "cluster.applied",
+                cluster=flight.name,
+                ok=result.ok,
+                created=len(result.created),
+                timeouts=result.timeouts,
+                failed=sum(1 for o in result.outcomes if not o.ok),
+                seconds=round(time.monotonic() - flight.started, 3),
+            )
+        if not self._stopping:
+            self._wake_soon()
 
     def _on_finished(self, flight: InFlight, results: tuple[ActionResult, ...]) -> None:
         """A pool's task ended: its results counted as a pass's were, and the next pass brought forward.
@@ -410,7 +462,8 @@ class Daemon:
         """
         if any(task is not asyncio.current_task() for task in self._passes):
             return
-        in_use = {id(flight.engine.clients) for flight in self.dispatcher.flights()}
+        in_use = {id(f.engine.clients) for f in self.dispatcher.flights()}
+        in_use |= {id(f.engine.clients) for f in self.dispatcher.clusters()}
         retired = [c for c in self._retired if id(c) not in in_use]
         self._retired = [c for c in self._retired if id(c) in in_use]
         for clients in retired:
@@ -430,13 +483,14 @@ class Daemon:
         if not self._stopping:
             log.info("daemon.stopping")
             self.notifier.stopping("stopping")
-            flights = self.dispatcher.flights()
-            if flights:
+            flights, clusters = self.dispatcher.flights(), self.dispatcher.clusters()
+            if flights or clusters:
                 log.info(
                     "reconcile.interrupted",
                     reason="stopping",
-                    in_flight=len(flights),
+                    in_flight=len(flights) + len(clusters),
                     pools=sorted(f.pool_id for f in flights),
+                    clusters=sorted(f.name for f in clusters),
                 )
         self._stopping = True
         self._stop.set()

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from reconciler import __version__
 from reconciler.azure.snapshot import ObservedPool, Snapshot
-from reconciler.engine.clusters import ClustersPass, figures
+from reconciler.engine.clusters import ClusterResult, ClustersPass, figures
 from reconciler.engine.cycle import CycleEvent
 from reconciler.engine.executor import ActionResult
 from reconciler.engine.reconcile import PassResult
@@ -295,17 +295,25 @@ class Metrics:
         self.pool_refresh_phase.labels(pool=pool, phase=phase).set(1)
 
     def record_clusters(self, done: ClustersPass) -> None:
-        """Cluster gauges from what ARM showed, counters from what the pass did."""
-        results = {result.plan.name: result for result in done.results}
+        """Cluster gauges from what ARM showed, counters from what was done.
+
+        A pass observes and plans; its clusters' plans run as tasks of their own, whose results come
+        in later through `record_cluster_results`.
+        """
         self.cluster_workers.clear()
         self.cluster_target_workers.clear()
         self.cluster_scheduler_up.clear()
         for plan in done.plans:
-            numbers = figures(plan, results.get(plan.name))
+            numbers = figures(plan)
             for state, count in numbers.workers.items():
                 self.cluster_workers.labels(cluster=numbers.cluster, state=state).set(count)
             self.cluster_target_workers.labels(cluster=numbers.cluster).set(numbers.target_workers)
             self.cluster_scheduler_up.labels(cluster=numbers.cluster).set(1 if numbers.scheduler_up else 0)
+        self.record_cluster_results(done.results)
+
+    def record_cluster_results(self, results: Iterable[ClusterResult]) -> None:
+        for result in results:
+            numbers = figures(result.plan, result)
             for reason, count in numbers.replacements.items():
                 self.cluster_replacements.labels(cluster=numbers.cluster, reason=str(reason)).inc(count)
             for kind, count in numbers.orphans_deleted.items():

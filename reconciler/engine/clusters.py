@@ -253,33 +253,36 @@ class ClusterEngine:
         await run.execute()
         return run.result()
 
+    async def plan(self, config: Config) -> ClustersPass:
+        """Observe every cluster once and plan each; nothing is changed."""
+        snapshot = await observe_clusters(self.clients, config)
+        return ClustersPass(snapshot, plan_clusters(config, snapshot))
+
     async def reconcile(self, config: Config) -> ClustersPass:
         """Observe every cluster once, plan each, and carry the plans out (clusters in parallel)."""
-        snapshot = await observe_clusters(self.clients, config)
-        plans = plan_clusters(config, snapshot)
-        return ClustersPass(snapshot, plans, await self.carry_out(plans, config))
+        planned = await self.plan(config)
+        return ClustersPass(planned.snapshot, planned.plans, await self.carry_out(planned.plans, config))
 
     async def carry_out(self, plans: Iterable[ClusterPlan], config: Config) -> tuple[ClusterResult, ...]:
         """Apply plans in parallel, pruning no more clusters than `safety.max_deletions_per_run` allows."""
         plans = tuple(plans)
         allowed = prunable(plans, config.safety.max_deletions_per_run)
-        results = await asyncio.gather(
-            *(
-                self.apply(plan)
-                if plan.state is not ClusterState.pruning or plan.name in allowed
-                else _held(plan)
-                for plan in plans
-            )
-        )
+        results = await asyncio.gather(*(self._apply_or_hold(plan, allowed) for plan in plans))
         return tuple(results)
+
+    async def _apply_or_hold(self, plan: ClusterPlan, allowed: frozenset[str]) -> ClusterResult:
+        if plan.state is ClusterState.pruning and plan.name not in allowed:
+            return held(plan)
+        return await self.apply(plan)
 
 
 def prunable(plans: Iterable[ClusterPlan], limit: int) -> frozenset[str]:
     """The clusters a pass may prune: `safety.max_deletions_per_run` of them, by name."""
-    return frozenset(sorted(p.name for p in plans if p.state is ClusterState.pruning)[:limit])
+    return frozenset(sorted(p.name for p in plans if p.state is ClusterState.pruning)[: max(limit, 0)])
 
 
-async def _held(plan: ClusterPlan) -> ClusterResult:
+def held(plan: ClusterPlan) -> ClusterResult:
+    """The result of a prune that waits because this pass may prune no more clusters."""
     outcome = StepOutcome(f"prune cluster {plan.name}", False, "held: safety.max_deletions_per_run reached")
     return ClusterResult(plan, (outcome,))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import re
 import socket
 import uuid
@@ -227,35 +228,35 @@ async def make_network(emu: Emulator) -> None:
     await (await network.network_security_groups.begin_create_or_update("rg-dask", "dask-nsg", nsg)).result()
 
 
-async def test_clusters_are_reconciled_in_the_same_pass_and_measured() -> None:
+def arm_settings(emu: Emulator) -> dict[str, Any]:
+    identity = emu.connection["identity"]
+    return {
+        "arm_endpoint": emu.connection["arm"]["url"],
+        "authority": identity["authority"],
+        "ca_bundle": emu.connection["ca_bundle"],
+        "subscription_id": emu.connection["arm"]["subscription_id"],
+        "auth": {
+            "method": "client_secret",
+            "tenant_id": identity["tenant_id"],
+            "client_id": identity["client_id"],
+            "client_secret": identity["client_secret"],
+        },
+    }
+
+
+DASK1 = {
+    "location": "japaneast",
+    "resource_group": "rg-dask",
+    "vnet": "dask-vnet",
+    "security_group": "dask-nsg",
+    "n_workers": 2,
+}
+
+
+async def test_clusters_are_reconciled_by_tasks_of_their_own_and_measured() -> None:
     async with Emulator(time_scale=CLUSTER_SCALE) as emu:
         await make_network(emu)
-        identity = emu.connection["identity"]
-        config = Config.model_validate(
-            {
-                "azure": {
-                    "arm_endpoint": emu.connection["arm"]["url"],
-                    "authority": identity["authority"],
-                    "ca_bundle": emu.connection["ca_bundle"],
-                    "subscription_id": emu.connection["arm"]["subscription_id"],
-                    "auth": {
-                        "method": "client_secret",
-                        "tenant_id": identity["tenant_id"],
-                        "client_id": identity["client_id"],
-                        "client_secret": identity["client_secret"],
-                    },
-                },
-                "clusters": {
-                    "dask1": {
-                        "location": "japaneast",
-                        "resource_group": "rg-dask",
-                        "vnet": "dask-vnet",
-                        "security_group": "dask-nsg",
-                        "n_workers": 2,
-                    }
-                },
-            }
-        )
+        config = Config.model_validate({"azure": arm_settings(emu), "clusters": {"dask1": DASK1}})
         daemon = Daemon([], config, env={}, metrics_port=0, pacing=Pacing(time_scale=CLUSTER_SCALE))
         running = asyncio.create_task(daemon.run(install_signals=False))
         sample = daemon.metrics.registry.get_sample_value
@@ -271,3 +272,82 @@ async def test_clusters_are_reconciled_in_the_same_pass_and_measured() -> None:
         finally:
             daemon.stop()
             assert await asyncio.wait_for(running, 10) == 0
+
+
+async def test_a_cluster_whose_workers_are_being_created_holds_back_no_pool_and_not_ready(
+    tmp_path: Path,
+) -> None:
+    async with Emulator({ACCOUNT: None}, time_scale=CLUSTER_SCALE) as emu:
+        await make_network(emu)
+        hold = emu.faults.add(
+            operation="arm.VirtualMachines_CreateOrUpdate",
+            kind="latency",
+            latency_ms=600_000,
+            match={"vmName": "dask1-dask-worker-*"},
+        )
+        pool = make_config(emu.batch_url(ACCOUNT), emu.account_key(ACCOUNT)).model_dump(mode="json")["pools"]
+        raw: dict[str, Any] = {
+            "accounts": {
+                ACCOUNT: {
+                    "batch_url": emu.batch_url(ACCOUNT),
+                    "auth": {"method": "shared_key", "key": emu.account_key(ACCOUNT)},
+                }
+            },
+            "schedule": {"reconcile_interval": "600s", "jitter": "0s"},
+            "azure": arm_settings(emu),
+            "clusters": {"dask1": DASK1},
+        }
+        path = tmp_path / "config.yaml"
+        path.write_text(json.dumps(raw))
+        daemon = Daemon(
+            [path],
+            Config.model_validate(raw),
+            env={},
+            metrics_port=0,
+            pacing=Pacing(time_scale=CLUSTER_SCALE),
+            watch_interval=3600.0,
+            stop_grace=1.0,
+        )
+        running = asyncio.create_task(daemon.run(install_signals=False))
+        sample = daemon.metrics.registry.get_sample_value
+        try:
+            await wait_for(lambda: daemon.ready()[0], "ready")
+            await wait_for(lambda: hold.fired == 2, "both worker creates held")
+
+            path.write_text(json.dumps({**raw, "pools": pool}))
+            daemon.request_reload()
+            await wait_for(lambda: "p1" in emu.batch.account(ACCOUNT).pools, "the missing pool created")
+            target = {"pool": "p1", "account": ACCOUNT, "priority": "dedicated"}
+            await wait_for(lambda: sample("reconciler_pool_target_nodes", target) == 1, "p1 measured")
+            assert daemon.listener is not None
+            code, text = await get(daemon.listener.port, "/metrics")
+            assert code == 200
+            assert 'reconciler_pool_target_nodes{account="demo",pool="p1",priority="dedicated"} 1.0' in text
+            assert [f.name for f in daemon.dispatcher.clusters()] == ["dask1"]
+            assert hold.fired == 2
+        finally:
+            daemon.stop()
+            assert await asyncio.wait_for(running, 10) == 0
+        assert daemon.dispatcher.clusters() == ()
+
+
+async def test_a_cluster_task_stops_at_its_next_wait_on_shutdown() -> None:
+    async with Emulator(time_scale=1.0) as emu:
+        await make_network(emu)
+        config = Config.model_validate({"azure": arm_settings(emu), "clusters": {"dask1": DASK1}})
+        puts = emu.counters.total("arm.*_CreateOrUpdate")
+        daemon = Daemon([], config, env={}, metrics_port=0, pacing=Pacing(time_scale=1.0), stop_grace=30.0)
+        running = asyncio.create_task(daemon.run(install_signals=False))
+        try:
+            await wait_for(lambda: daemon.ready()[0], "ready")
+            await wait_for(lambda: emu.counters.total("arm.*_CreateOrUpdate") > puts, "the scheduler's NIC")
+            assert [f.name for f in daemon.dispatcher.clusters()] == ["dask1"]
+        finally:
+            daemon.stop()
+            # Well inside the 30 s grace: the task ends at its wait for the VM, it is not cancelled.
+            assert await asyncio.wait_for(running, 5) == 0
+        assert daemon.dispatcher.clusters() == ()
+        sample = daemon.metrics.registry.get_sample_value
+        assert (
+            sample("reconciler_cluster_replacements_total", {"cluster": "dask1", "reason": "missing"}) is None
+        )
