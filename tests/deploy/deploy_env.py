@@ -318,9 +318,11 @@ CLUSTER_RG = "rg-dask"
 CLUSTER_LOCATION = "japaneast"
 
 
-def azure_yaml(connection: dict[str, Any]) -> str:
-    """The `azure:` section for the emulator: its ARM, its token authority and CA, a secret SP."""
+def azure_yaml(connection: dict[str, Any], *, method: str = "client_secret") -> str:
+    """The `azure:` section for the emulator: its ARM, its token authority and CA, and its service
+    principal signing in with `method`: `client_secret`, or `certificate` (cryptography signs)."""
     identity = connection["identity"]
+    proof = {"client_secret": "client_secret", "certificate": "certificate_path"}[method]
     return (
         "azure:\n"
         f"  arm_endpoint: {connection['arm']['url']}\n"
@@ -328,10 +330,10 @@ def azure_yaml(connection: dict[str, Any]) -> str:
         f"  ca_bundle: {connection['ca_bundle']}\n"
         f"  subscription_id: {connection['arm']['subscription_id']}\n"
         "  auth:\n"
-        "    method: client_secret\n"
+        f"    method: {method}\n"
         f"    tenant_id: {identity['tenant_id']}\n"
         f"    client_id: {identity['client_id']}\n"
-        f"    client_secret: {identity['client_secret']}\n"
+        f"    {proof}: {identity[proof]}\n"
     )
 
 

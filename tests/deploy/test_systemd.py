@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from deploy_env import BIN, POOL_YAML, ROOT, RunningEmulator, mdwe, require_tool, sandboxed
+from deploy_env import BIN, POOL_YAML, ROOT, RunningEmulator, azure_yaml, mdwe, require_tool, sandboxed
 
 UNIT = ROOT / "systemd" / "reconciler.service"
 SHIPPED_EXEC = "/opt/reconciler/bin/reconciler"
@@ -168,22 +168,12 @@ def test_the_daemons_stack_runs_in_the_units_sandbox(emulator: RunningEmulator, 
     """A full apply under the unit's system-call filter, socket families and W^X, signing in as the unit
     does: a service principal's certificate (cryptography signs the assertion), HTTPS to ARM and to Batch
     through the SDK and aiohttp. The running daemon is checked the same way in test_dashboard_e2e.py."""
-    connection, identity = emulator.connection, emulator.connection["identity"]
+    connection = emulator.connection
     config = tmp_path / "config.yaml"
     config.write_text(
-        "azure:\n"
-        f"  arm_endpoint: {connection['arm']['url']}\n"
-        f"  authority: {identity['authority']}\n"
-        f"  ca_bundle: {connection['ca_bundle']}\n"
-        f"  subscription_id: {connection['arm']['subscription_id']}\n"
-        "  auth:\n"
-        "    method: certificate\n"
-        f"    tenant_id: {identity['tenant_id']}\n"
-        f"    client_id: {identity['client_id']}\n"
-        f"    certificate_path: {identity['certificate_path']}\n"
-        "accounts:\n"
-        f"  demo: {{batch_url: {connection['batch']['demo']['tls_url']}}}\n"
-        f"pools:\n{POOL_YAML.format(pool='wx', nodes=1)}"
+        azure_yaml(connection, method="certificate")
+        + f"accounts:\n  demo: {{batch_url: {connection['batch']['demo']['tls_url']}}}\n"
+        + f"pools:\n{POOL_YAML.format(pool='wx', nodes=1)}"
     )
     env = {**os.environ, "RECONCILER_TIME_SCALE": "300"}
     result = subprocess.run(
