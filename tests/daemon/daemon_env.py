@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
 import signal
@@ -27,6 +28,9 @@ import aiohttp
 from azure.batch.aio import BatchClient
 from azure.core.credentials import AzureNamedKeyCredential
 from prometheus_client.parser import text_string_to_metric_families
+
+from reconciler.emulator import Emulator
+from reconciler.spec.config import Config
 
 ACCOUNT = "demo"
 ACCOUNT_KEY = "ZGFlbW9uLXRlc3Qta2V5LW5vdC10aGUtd2VsbC1rbm93bi1vbmUtMDA0Mg=="
@@ -265,3 +269,31 @@ def received(sock: socket.socket) -> list[str]:
             messages.append(sock.recv(4096).decode())
         except BlockingIOError:
             return messages
+
+
+IMAGE = {
+    "image_reference": {"publisher": "canonical", "offer": "ubuntu", "sku": "22_04-lts"},
+    "node_agent_sku_id": "batch.node.ubuntu 22.04",
+}
+
+
+def make_config(emu: Emulator, *pool_ids: str, **schedule: Any) -> Config:
+    """One-node pools in the emulator's account; `schedule` keys go to the config's `schedule`."""
+    pool = {
+        "account": ACCOUNT,
+        "vm_size": "standard_d2s_v3",
+        "virtual_machine_configuration": copy.deepcopy(IMAGE),
+        "target_dedicated_nodes": 1,
+    }
+    return Config.model_validate(
+        {
+            "accounts": {
+                ACCOUNT: {
+                    "batch_url": emu.batch_url(ACCOUNT),
+                    "auth": {"method": "shared_key", "key": emu.account_key(ACCOUNT)},
+                }
+            },
+            "pools": {pool_id: copy.deepcopy(pool) for pool_id in pool_ids},
+            "schedule": schedule,
+        }
+    )

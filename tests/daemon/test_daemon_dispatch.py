@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
 import structlog
+from daemon_env import ACCOUNT, make_config
 
 from reconciler.azure.observe import observe
 from reconciler.daemon.app import Daemon
@@ -20,14 +20,9 @@ from reconciler.engine.executor import ActionResult
 from reconciler.engine.wait import Pacing
 from reconciler.plan.actions import ActionKind
 from reconciler.plan.diff import make_plan
-from reconciler.spec.config import Config
 
 SCALE = 600.0
-ACCOUNT = "demo"
-IMAGE = {
-    "image_reference": {"publisher": "canonical", "offer": "ubuntu", "sku": "22_04-lts"},
-    "node_agent_sku_id": "batch.node.ubuntu 22.04",
-}
+QUIET = {"reconcile_interval": "3000h", "jitter": "0s"}
 PACING = Pacing(min_interval=10.0, time_scale=SCALE)
 
 
@@ -37,29 +32,8 @@ async def emu() -> AsyncIterator[Emulator]:
         yield emulator
 
 
-def make_config(emu: Emulator, *pool_ids: str) -> Config:
-    pool = {
-        "account": ACCOUNT,
-        "vm_size": "standard_d2s_v3",
-        "virtual_machine_configuration": copy.deepcopy(IMAGE),
-        "target_dedicated_nodes": 1,
-    }
-    return Config.model_validate(
-        {
-            "accounts": {
-                ACCOUNT: {
-                    "batch_url": emu.batch_url(ACCOUNT),
-                    "auth": {"method": "shared_key", "key": emu.account_key(ACCOUNT)},
-                }
-            },
-            "pools": {pool_id: copy.deepcopy(pool) for pool_id in pool_ids},
-            "schedule": {"reconcile_interval": "3000h", "jitter": "0s"},
-        }
-    )
-
-
 async def test_one_task_per_pool_whatever_the_case_of_its_id(emu: Emulator) -> None:
-    config = make_config(emu, "p1", "p2")
+    config = make_config(emu, "p1", "p2", **QUIET)
     daemon = Daemon([], config, env={}, pacing=PACING, client_options={"retry_total": 0})
     ended: list[tuple[str, tuple[ActionResult, ...]]] = []
 
@@ -94,7 +68,7 @@ async def test_one_task_per_pool_whatever_the_case_of_its_id(emu: Emulator) -> N
 
 
 async def test_the_pass_returns_while_its_cycle_runs_and_shutdown_counts_no_failure(emu: Emulator) -> None:
-    config = make_config(emu, "p1")
+    config = make_config(emu, "p1", **QUIET)
     daemon = Daemon([], config, env={}, pacing=PACING, client_options={"retry_total": 0})
     allocating = asyncio.Event()
 
@@ -135,7 +109,7 @@ async def test_the_pass_returns_while_its_cycle_runs_and_shutdown_counts_no_fail
 
 
 async def test_finished_actions_are_counted_and_bring_the_next_pass_forward(emu: Emulator) -> None:
-    config = make_config(emu, "p1")
+    config = make_config(emu, "p1", **QUIET)
     daemon = Daemon([], config, env={}, metrics_port=0, pacing=PACING, stop_grace=2.0)
     running = asyncio.create_task(daemon.run(install_signals=False))
     sample = daemon.metrics.registry.get_sample_value

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
 import structlog
+from daemon_env import ACCOUNT, make_config
 
 from reconciler.azure import operations
 from reconciler.azure.clients import AzureClients
@@ -22,11 +21,6 @@ from reconciler.plan.actions import ActionKind
 from reconciler.spec.config import Config
 
 SCALE = 600.0
-ACCOUNT = "demo"
-IMAGE = {
-    "image_reference": {"publisher": "canonical", "offer": "ubuntu", "sku": "22_04-lts"},
-    "node_agent_sku_id": "batch.node.ubuntu 22.04",
-}
 PACING = Pacing(min_interval=10.0, time_scale=SCALE)
 
 
@@ -34,27 +28,6 @@ PACING = Pacing(min_interval=10.0, time_scale=SCALE)
 async def emu() -> AsyncIterator[Emulator]:
     async with Emulator({ACCOUNT: None}, time_scale=SCALE) as emulator:
         yield emulator
-
-
-def make_config(emu: Emulator, *pool_ids: str, **schedule: Any) -> Config:
-    pool = {
-        "account": ACCOUNT,
-        "vm_size": "standard_d2s_v3",
-        "virtual_machine_configuration": copy.deepcopy(IMAGE),
-        "target_dedicated_nodes": 1,
-    }
-    return Config.model_validate(
-        {
-            "accounts": {
-                ACCOUNT: {
-                    "batch_url": emu.batch_url(ACCOUNT),
-                    "auth": {"method": "shared_key", "key": emu.account_key(ACCOUNT)},
-                }
-            },
-            "pools": {pool_id: copy.deepcopy(pool) for pool_id in pool_ids},
-            "schedule": schedule or {},
-        }
-    )
 
 
 def clients_for(config: Config) -> AzureClients:
