@@ -41,7 +41,6 @@ KINDS: Final[tuple[ResourceKind, ...]] = ("vm", "nic", "public_ip", "disk")
 """Also the order in which a cluster's resources are deleted: a NIC is free only once its VM is gone."""
 
 _FAILURES: Final = (SdkError, OSError, TimeoutError)
-_INSTANCE_VIEW_CONCURRENCY: Final = 16
 INDEX_DIGITS: Final = 4
 
 CLUSTER_TAG: Final = "reconciler.cluster"
@@ -387,38 +386,25 @@ class _Listing:
     nics: list[Any] = field(default_factory=list)
     public_ips: list[Any] = field(default_factory=list)
     disks: list[Any] = field(default_factory=list)
+    views: dict[str, Any] = field(default_factory=dict)
+    """Instance views by VM id, from one `statusOnly` listing rather than a GET per VM."""
 
 
 async def _list_subscription(clients: AzureClients, subscription: str) -> _Listing:
+    """Five listings per subscription, whatever the number of VMs: the calls of a pass stay constant."""
     compute, network = clients.compute(subscription), clients.network(subscription)
     try:
-        vms, nics, pips, disks = await asyncio.gather(
+        vms, statuses, nics, pips, disks = await asyncio.gather(
             _collect(compute.virtual_machines.list_all()),
+            _collect(compute.virtual_machines.list_all(status_only="true")),
             _collect(network.network_interfaces.list_all()),
             _collect(network.public_ip_addresses.list_all()),
             _collect(compute.disks.list()),
         )
     except _FAILURES as exc:
         raise _failed("list", f"subscription {subscription}", exc) from exc
-    return _Listing(vms, nics, pips, disks)
-
-
-async def _instance_views(clients: AzureClients, subscription: str, vms: Iterable[Any]) -> dict[str, Any]:
-    compute = clients.compute(subscription)
-    limit = asyncio.Semaphore(_INSTANCE_VIEW_CONCURRENCY)
-
-    async def one(vm: Any) -> tuple[str, Any]:
-        if (vm.provisioning_state or "") == "Deleting":
-            return vm.id, None
-        async with limit:
-            try:
-                return vm.id, await compute.virtual_machines.instance_view(_group(vm.id), vm.name)
-            except ResourceNotFoundError:
-                return vm.id, None
-            except _FAILURES as exc:
-                raise _failed("instance view", vm.name, exc) from exc
-
-    return dict(await asyncio.gather(*(one(vm) for vm in vms)))
+    views = {vm.id: vm.instance_view for vm in statuses if vm.instance_view is not None}
+    return _Listing(vms, nics, pips, disks, views)
 
 
 def _subscriptions(config: Config) -> set[str]:
@@ -454,7 +440,9 @@ async def observe_subscription(
 ) -> dict[str, ObservedCluster]:
     listing = await _list_subscription(clients, subscription)
     ours_vms = [vm for vm in listing.vms if _is_ours(_tags(vm))]
-    views = await _instance_views(clients, subscription, ours_vms)
+    views = {
+        vm.id: None if vm.provisioning_state == "Deleting" else listing.views.get(vm.id) for vm in ours_vms
+    }
     names = set(declared) | {
         _tags(r)[CLUSTER_TAG]
         for r in [*listing.vms, *listing.nics, *listing.public_ips, *listing.disks]

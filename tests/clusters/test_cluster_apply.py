@@ -95,3 +95,22 @@ async def test_apply_creates_scheduler_and_workers_then_plan_is_in_sync(
 
     snapshot = await observe_clusters(engine.clients, config)
     assert plan_clusters(config, snapshot)[0].in_sync
+
+
+async def test_observing_costs_the_same_calls_whatever_the_number_of_vms(
+    emu: Emulator, subnet_id: str, engine_for: Callable[..., ClusterEngine]
+) -> None:
+    async def observe_calls(workers: int) -> tuple[int, ClusterState]:
+        config = config_of(emu, {"analytics": cluster_spec(n_workers=workers)})
+        engine = engine_for(config)
+        result = await engine.reconcile(config)
+        assert result.ok
+        before = emu.counters.total("arm.*", caller="cluster-test")
+        snapshot = await observe_clusters(engine.clients, config)
+        (plan,) = plan_clusters(config, snapshot)
+        return emu.counters.total("arm.*", caller="cluster-test") - before, plan.state
+
+    small, small_state = await observe_calls(1)
+    large, large_state = await observe_calls(6)
+    assert small_state is large_state is ClusterState.in_sync, "power states came from the status listing"
+    assert small == large == 6, "a listing each of VMs, VM statuses, NICs, public IPs, disks; the vnet"
