@@ -13,8 +13,9 @@ pool) plus our `reconciler.*` markers.
 
 from __future__ import annotations
 
+import contextlib
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -28,6 +29,7 @@ from reconciler.azure.errors import AzureError, ErrorKind, classify
 from reconciler.azure.observe import observed_pool
 from reconciler.azure.rest import POOL_SELECT
 from reconciler.azure.snapshot import ObservedPool
+from reconciler.spec.durations import to_iso8601
 from reconciler.spec.pool import Pool
 from reconciler.spec.pool_settings import RESERVED_METADATA_PREFIX
 
@@ -52,6 +54,20 @@ class OperationFailed(Exception):
     @property
     def code(self) -> str | None:
         return self.error.code
+
+
+@contextlib.contextmanager
+def _failing_as(
+    operation: str, pool_id: str, *, done: Callable[[AzureError], bool] | None = None
+) -> Iterator[None]:
+    """Turn what Azure refused into `OperationFailed`; an error `done` accepts means the call's goal holds."""
+    try:
+        yield
+    except _FAILURES as exc:
+        error = classify(exc)
+        if done is not None and done(error):
+            return
+        raise OperationFailed(operation, pool_id, error) from None
 
 
 class CreateOutcome(enum.StrEnum):
@@ -232,10 +248,8 @@ async def replace_properties(
     }
     if properties.get("startTask"):
         body["startTask"] = properties["startTask"]
-    try:
+    with _failing_as("replace", pool_id):
         await clients.batch(account).replace_pool_properties(pool_id, body)
-    except _FAILURES as exc:
-        raise OperationFailed("replace", pool_id, classify(exc)) from None
 
 
 async def _update(
@@ -245,10 +259,8 @@ async def _update(
     condition: dict[str, Any] = {}
     if etag:
         condition = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
-    try:
+    with _failing_as("patch", pool_id):
         await client.update_pool(pool_id, dict(body), **condition)
-    except _FAILURES as exc:
-        raise OperationFailed("patch", pool_id, classify(exc)) from None
 
 
 def request_time(observed: ObservedPool, now: datetime) -> datetime:
@@ -288,21 +300,14 @@ async def resize_pool(
     if node_deallocation_option is not None:
         options["nodeDeallocationOption"] = node_deallocation_option
     if resize_timeout is not None:
-        options["resizeTimeout"] = _iso_duration(max(resize_timeout, timedelta(minutes=5)))
-    try:
+        options["resizeTimeout"] = to_iso8601(max(resize_timeout, timedelta(minutes=5)))
+    with _failing_as("resize", pool_id):
         await clients.batch(account).begin_resize_pool(pool_id, options)
-    except _FAILURES as exc:
-        raise OperationFailed("resize", pool_id, classify(exc)) from None
 
 
 async def stop_resize(clients: AzureClients, account: str, pool_id: str) -> None:
-    try:
+    with _failing_as("stop_resize", pool_id, done=lambda error: error.code == "PoolNotResizing"):
         await clients.batch(account).begin_stop_pool_resize(pool_id)
-    except _FAILURES as exc:
-        error = classify(exc)
-        if error.code == "PoolNotResizing":
-            return
-        raise OperationFailed("stop_resize", pool_id, error) from None
 
 
 async def enable_autoscale(
@@ -310,38 +315,24 @@ async def enable_autoscale(
 ) -> None:
     options: dict[str, Any] = {"autoScaleFormula": formula}
     if interval is not None:
-        options["autoScaleEvaluationInterval"] = _iso_duration(interval)
-    try:
+        options["autoScaleEvaluationInterval"] = to_iso8601(interval)
+    with _failing_as("enable_autoscale", pool_id):
         await clients.batch(account).enable_pool_auto_scale(pool_id, options)
-    except _FAILURES as exc:
-        raise OperationFailed("enable_autoscale", pool_id, classify(exc)) from None
 
 
 async def disable_autoscale(clients: AzureClients, account: str, pool_id: str) -> None:
-    try:
+    with _failing_as("disable_autoscale", pool_id):
         await clients.batch(account).disable_pool_auto_scale(pool_id)
-    except _FAILURES as exc:
-        raise OperationFailed("disable_autoscale", pool_id, classify(exc)) from None
+
+
+def _gone_or_going(error: AzureError) -> bool:
+    return error.kind is ErrorKind.NOT_FOUND or error.code == "PoolBeingDeleted"
 
 
 async def delete_pool(clients: AzureClients, account: str, pool_id: str) -> None:
     """Start the deletion; a pool already deleting or already gone counts as deleted."""
-    try:
+    with _failing_as("delete", pool_id, done=_gone_or_going):
         await clients.batch(account).begin_delete_pool(pool_id)
-    except _FAILURES as exc:
-        error = classify(exc)
-        if error.kind is ErrorKind.NOT_FOUND or error.code == "PoolBeingDeleted":
-            return
-        raise OperationFailed("delete", pool_id, error) from None
-
-
-def _iso_duration(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    time = "".join(f"{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M"), (secs, "S")) if n)
-    return f"P{f'{days}D' if days else ''}{'T' + time if time else ('' if days else 'T0S')}"
 
 
 # --- the management plane, for pools with user-assigned identities ------------------------------------

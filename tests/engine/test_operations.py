@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from engine_env import ACCOUNT, CALLER, SCALE, World, pool_spec
@@ -82,8 +82,6 @@ def test_request_time_never_precedes_the_pools_own_clock() -> None:
     assert operations.request_time(Seen(), now) > Seen.last_modified  # type: ignore[arg-type]
     later = datetime(2031, 1, 1, tzinfo=UTC)
     assert operations.request_time(Seen(), later) == later  # type: ignore[arg-type]
-    assert operations._iso_duration(timedelta(hours=2, minutes=30)) == "PT2H30M"
-    assert operations._iso_duration(timedelta(days=1)) == "P1D"
 
 
 async def test_a_pool_with_identities_is_created_through_arm(emu: Emulator) -> None:
