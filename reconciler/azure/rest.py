@@ -30,7 +30,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic.fields import FieldInfo
 
-from reconciler.spec.pool import OWN_KEYS, Pool
+from reconciler.spec.pool import AUTOSCALE_SETTINGS, FIXED_TARGETS, OWN_KEYS, Pool
 from reconciler.spec.pool_settings import RESERVED_METADATA_PREFIX
 from reconciler.spec.secrets import Secret
 
@@ -77,9 +77,6 @@ SERVICE_DEFAULTS: Final[Mapping[tuple[str, ...], Any]] = {
 }
 """Documented defaults of BatchService.json by canonical path; a path runs through lists element-wise."""
 
-_SCALE_TARGETS: Final = ("target_dedicated_nodes", "target_low_priority_nodes")
-_AUTOSCALE_SETTINGS: Final = ("auto_scale_formula", "auto_scale_evaluation_interval")
-
 
 class _Dropped:
     """Marks a value that never enters a view (a secret)."""
@@ -118,7 +115,7 @@ def canonical_from_rest(body: Mapping[str, Any]) -> dict[str, Any]:
         view["metadata"] = metadata
     else:
         view.pop("metadata", None)
-    for name in _SCALE_TARGETS if view.get("enable_auto_scale") else _AUTOSCALE_SETTINGS:
+    for name in FIXED_TARGETS if view.get("enable_auto_scale") else AUTOSCALE_SETTINGS:
         view.pop(name, None)
     result = _sorted(view)
     assert isinstance(result, dict)

@@ -22,21 +22,12 @@ from reconciler.azure.rest import comparable_pool
 from reconciler.azure.snapshot import ObservedPool
 from reconciler.plan.actions import ChangeRule, FieldChange
 from reconciler.plan.hashing import decode_digests, encode_digests, secret_digests, spec_hash
-from reconciler.spec.pool import Pool
+from reconciler.spec.pool import SCALE_KEYS, Pool
 
 PATCH_ANY_TIME: Final = frozenset(
     {"start_task", "application_package_references", "metadata", "target_node_communication_mode"}
 )
-SCALE: Final = frozenset(
-    {
-        "target_dedicated_nodes",
-        "target_low_priority_nodes",
-        "enable_auto_scale",
-        "auto_scale_formula",
-        "auto_scale_evaluation_interval",
-        "resize_timeout",
-    }
-)
+SCALE: Final = frozenset({*SCALE_KEYS, "resize_timeout"})
 WHEN_EMPTY: Final = frozenset(
     {
         "display_name",

@@ -27,6 +27,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import LiteralScalarString
 
+from reconciler.spec.pool import AUTOSCALE_SETTINGS, FIXED_TARGETS
+
 COMMON: Final = "common-config"
 PLACEHOLDER_BATCH_URL: Final = "https://replace-me.region.batch.azure.com"
 
@@ -55,8 +57,6 @@ SECRET_MAPS: Final = frozenset({"protected_settings"})
 MINUTE_INTERVALS: Final = frozenset({"auto_scale_evaluation_interval", "resize_timeout"})
 """Durations legacy files sometimes give as a bare number, meaning minutes as the script's constants do."""
 
-FIXED_TARGETS: Final = ("target_dedicated_nodes", "target_low_priority_nodes")
-AUTOSCALE_KEYS: Final = ("auto_scale_formula", "auto_scale_evaluation_interval")
 
 SECRET_SETTING: Final = re.compile(
     r"PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|ACCOUNT_?KEY|CONNECTION_?STRING", re.I
@@ -257,7 +257,7 @@ def _pool(converter: _Converter, pool_id: str, body: Mapping[str, Any], account:
         if dropped:
             converter.notes.append(f"{pool_id}: autoscale pool, {', '.join(dropped)} dropped")
     else:
-        dropped = [k for k in AUTOSCALE_KEYS if converted.pop(k, None) is not None]
+        dropped = [k for k in AUTOSCALE_SETTINGS if converted.pop(k, None) is not None]
         if dropped:
             converter.notes.append(f"{pool_id}: enableAutoScale is not set, {', '.join(dropped)} dropped")
     pool.update(converted)

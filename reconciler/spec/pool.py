@@ -54,13 +54,13 @@ OWN_KEYS = frozenset({"account", "identity", "refresh", "suspend", "deletion_pro
 
 _NOT_AZURE_STATE = frozenset({"account", "refresh", "suspend", "deletion_protection", "adopt"})
 
-SCALE_KEYS = (
-    "target_dedicated_nodes",
-    "target_low_priority_nodes",
-    "enable_auto_scale",
-    "auto_scale_formula",
-    "auto_scale_evaluation_interval",
-)
+FIXED_TARGETS = ("target_dedicated_nodes", "target_low_priority_nodes")
+"""A fixed-size pool's targets: meaningless (and refused) with autoscale on."""
+
+AUTOSCALE_SETTINGS = ("auto_scale_formula", "auto_scale_evaluation_interval")
+"""An autoscale pool's formula and interval: meaningless (and refused) with autoscale off."""
+
+SCALE_KEYS = (*FIXED_TARGETS, "enable_auto_scale", *AUTOSCALE_SETTINGS)
 """How big the pool is: fixed targets or autoscale, said whole in one place."""
 
 EXCLUSIVE_KEYS: Final[ExclusiveKeys] = {
